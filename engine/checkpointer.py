@@ -1,0 +1,55 @@
+"""Writes checkpoints from a thread of its own, so SQLite never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from storage import Checkpoint, CheckpointWrite, ModelState, StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Owns the store's writer connection, on one dedicated thread (SQLite binds to threads)."""
+
+    def __init__(self, path: Path, *, keep_snapshots: int, metrics_retention_s: float):
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._writer: StoreWriter | None = None
+        self._kwargs = {
+            "keep_snapshots": keep_snapshots,
+            "metrics_retention_s": metrics_retention_s,
+        }
+        self.written = 0
+
+    def open(self) -> tuple[Checkpoint, ModelState] | None:
+        """Open the store (raising StoreError if it cannot be used) and load its latest state."""
+        return self._executor.submit(self._open).result()
+
+    def write_now(self, checkpoint: CheckpointWrite) -> int:
+        """Write a checkpoint and wait for it (used at shutdown)."""
+        return self._executor.submit(self._write, checkpoint).result()
+
+    async def write(self, checkpoint: CheckpointWrite) -> int:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._write, checkpoint
+        )
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._executor.submit(self._writer.close).result()
+            self._writer = None
+        self._executor.shutdown(wait=True)
+
+    def _open(self) -> tuple[Checkpoint, ModelState] | None:
+        self._writer = StoreWriter(self.path, **self._kwargs)
+        return self._writer.latest()
+
+    def _write(self, checkpoint: CheckpointWrite) -> int:
+        assert self._writer is not None, "open() first"
+        checkpoint_id = self._writer.write_checkpoint(checkpoint)
+        self.written += 1
+        return checkpoint_id

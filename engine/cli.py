@@ -1,0 +1,231 @@
+"""`python -m engine COMMAND`: broker, worker, produce, status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+
+from engine.settings import DEFAULT_BROKER, ENV_FOR_FIELD, SettingsError, load_settings
+
+log = logging.getLogger("engine")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return args.run(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    broker = commands.add_parser("broker", help="run the embedded Kafka-compatible broker")
+    broker.add_argument("--port", type=int, default=int(os.environ.get("RECO_BROKER_PORT", 19092)))
+    broker.set_defaults(run=_broker)
+
+    wait = commands.add_parser("wait-for-broker", help="wait until the broker accepts connections")
+    _add_common(wait, db=False)
+    wait.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    wait.set_defaults(run=_wait_for_broker)
+
+    worker = commands.add_parser("worker", help="run the engine (Faust worker)")
+    _add_common(worker)
+    worker.add_argument("--model", help="mf, bprmf or popular (env RECO_MODEL, default mf)")
+    worker.add_argument("--min-rating", help="positive feedback threshold (RECO_MIN_RATING, 4)")
+    worker.add_argument("--eval-fraction", help="share of events evaluated (RECO_EVAL_FRACTION, 1)")
+    worker.add_argument(
+        "--checkpoint-interval", help="seconds between checkpoints (RECO_CHECKPOINT_INTERVAL, 5)"
+    )
+    worker.add_argument("--partitions", help="partitions of the topic (RECO_PARTITIONS, 1)")
+    worker.add_argument("--log-level", help="debug, info, warning, error (RECO_LOG_LEVEL, info)")
+    worker.set_defaults(run=_worker)
+
+    produce = commands.add_parser("produce", help="send events to the topic")
+    _add_common(produce)
+    produce.add_argument(
+        "--source",
+        default="synthetic",
+        help="'synthetic' or a MovieLens file or folder (default synthetic)",
+    )
+    produce.add_argument(
+        "--events", type=int, help="how many (default: all of a file, endless for synthetic)"
+    )
+    produce.add_argument(
+        "--rate", type=float, help="events per second (default: as fast as possible)"
+    )
+    produce.add_argument(
+        "--malformed",
+        type=float,
+        default=0.0,
+        help="synthetic only: fraction of malformed messages (default 0)",
+    )
+    produce.add_argument("--seed", type=int, default=7, help="synthetic only: random seed")
+    produce.add_argument(
+        "--partitions", help="partitions if the topic is created (RECO_PARTITIONS, 1)"
+    )
+    produce.add_argument("--quiet", action="store_true", help="no progress line")
+    produce.set_defaults(run=_produce)
+
+    status = commands.add_parser("status", help="print the latest checkpoint as JSON")
+    status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
+    status.set_defaults(run=_status)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, db: bool = True) -> None:
+    parser.add_argument("--broker", help=f"Kafka URL (env RECO_BROKER, default {DEFAULT_BROKER})")
+    parser.add_argument("--topic", help="events topic (env RECO_TOPIC, default flurs-events)")
+    if db:
+        parser.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
+
+
+def _apply_flags(args: argparse.Namespace):
+    """Write given flags into the environment, where engine.settings reads them."""
+    for field, env in ENV_FOR_FIELD.items():
+        value = getattr(args, field, None)
+        if value is not None:
+            os.environ[env] = str(value)
+    return load_settings()
+
+
+def _broker(args) -> int:
+    from engine.broker import BrokerError, run_foreground
+
+    try:
+        return run_foreground(args.port)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _wait_for_broker(args) -> int:
+    from engine.broker import wait_for_broker
+
+    settings = _apply_flags(args)
+    if wait_for_broker(settings.broker, args.timeout):
+        return 0
+    print(f"error: no broker at {settings.broker} after {args.timeout:.0f} s", file=sys.stderr)
+    return 1
+
+
+def _worker(args) -> int:
+    from engine.broker import wait_for_broker
+    from storage import StoreError, StoreWriter
+
+    settings = _apply_flags(args)
+    try:
+        StoreWriter(settings.db).close()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not wait_for_broker(settings.broker, timeout=1.0):
+        log.warning("broker at %s is not reachable yet; retrying every 2 s", settings.broker)
+        while not wait_for_broker(settings.broker, timeout=2.0):
+            pass
+        log.info("broker at %s is reachable", settings.broker)
+    from engine.app import app
+
+    sys.argv = ["engine", "worker", "--without-web", "--loglevel", settings.log_level]
+    app.main()
+    return 0
+
+
+def _produce(args) -> int:
+    from engine import producer
+    from engine.movielens import DatasetError
+    from engine.synthetic import SyntheticConfig
+
+    settings = _apply_flags(args)
+    if args.source == "synthetic":
+        config = SyntheticConfig(malformed=args.malformed, seed=args.seed)
+        producer.store_item_names(settings.db, _synthetic_names(config))
+        messages = producer.synthetic_messages(config, args.events)
+        total = args.events
+    else:
+        try:
+            messages = producer.movielens_messages(args.source)
+            names = producer.read_item_names(args.source)
+        except DatasetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if args.events:
+            messages = messages[: args.events]
+        producer.store_item_names(settings.db, names)
+        total = len(messages)
+    started = time.monotonic()
+    sent = asyncio.run(
+        producer.send_messages(
+            messages,
+            broker=settings.broker,
+            topic=settings.topic,
+            partitions=settings.partitions,
+            rate=args.rate,
+            total=total,
+            show_progress=None if not args.quiet else False,
+        )
+    )
+    elapsed = time.monotonic() - started
+    log.info(
+        "sent %d events to %s in %.1f s (%.0f events/s)",
+        sent,
+        settings.topic,
+        elapsed,
+        sent / elapsed if elapsed else 0,
+    )
+    return 0
+
+
+def _synthetic_names(config) -> dict[str, str]:
+    from engine.synthetic import SyntheticStream
+
+    # Names for the items that exist at the start and those that will arrive
+    # over a long demo; cheap, and the dashboard never shows a bare id.
+    return SyntheticStream(config).item_names(config.initial_items + 5000)
+
+
+def _status(args) -> int:
+    from storage import StoreError, StoreReader
+
+    settings = _apply_flags(args)
+    try:
+        checkpoint = StoreReader(settings.db).latest_checkpoint()
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    totals = checkpoint.totals
+    print(
+        json.dumps(
+            {
+                "time": checkpoint.time,
+                "model": checkpoint.model,
+                "received": totals.received,
+                "accepted": totals.accepted,
+                "positive": totals.positive,
+                "rejected": totals.rejected,
+                "users": checkpoint.users,
+                "items": checkpoint.items,
+                "offsets": {str(p): o for p, o in sorted(checkpoint.offsets.items())},
+                "recall_at_10": checkpoint.recall_at_10,
+                "popular_recall_at_10": checkpoint.popular_recall_at_10,
+                "evaluated": totals.evaluated,
+                "topic": checkpoint.topic,
+                "checkpoint_id": checkpoint.id,
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,233 @@
+"""The engine's work per message, independent of Faust: parse, evaluate, learn, count.
+
+The Faust agent, the evaluator and the benchmarks all drive this one class, so
+the live engine and the offline numbers come from the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.drift import factor_change, mean_jaccard
+from engine.evaluation import TOP_N, percentile_rank, rank_of
+from engine.events import Interaction, InvalidEvent, parse_event, preview
+from engine.history import UserHistory
+from engine.recommender import Recommender
+from engine.rows import GrowableRows
+from storage.ranking import top_n
+from storage.records import (
+    Checkpoint,
+    CheckpointWrite,
+    IntervalMetrics,
+    ModelState,
+    RejectedEvent,
+    Totals,
+)
+
+log = logging.getLogger(__name__)
+
+# Rejected messages kept per checkpoint interval; more are counted, not stored.
+MAX_REJECTED_PER_INTERVAL = 10_000
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    model: str = "mf"
+    model_params: dict | None = None
+    min_rating: float = 4.0
+    eval_fraction: float = 1.0
+    history_limit: int = 500
+    panel_size: int = 50
+    max_message_bytes: int = 64 * 1024
+    seed: int = 42
+    topic: str = "flurs-events"
+
+
+class StreamProcessor:
+    """Turns messages into model updates, prequential metrics and checkpoints."""
+
+    def __init__(self, config: ProcessorConfig):
+        self.config = config
+        self.history = UserHistory(config.history_limit)
+        self.recommender = Recommender(
+            config.model, config.model_params, seed=config.seed, known_items=self.history.items
+        )
+        self.popularity = GrowableRows(0)  # positive events per item: the baseline
+        self.totals = Totals()
+        self.offsets: dict[int, int] = {}
+        self._rng = np.random.default_rng(config.seed + 1)
+        self._reset_interval(time.time())
+        self._users_at_checkpoint = 0
+        self._items_at_checkpoint = 0
+        self._touched: set[int] = set()
+        self._previous_items: np.ndarray | None = None
+        self._previous_panel: dict[int, frozenset[int]] = {}
+        self.percentile_sum = 0.0  # of evaluated events, for MPR
+
+    # -- per message -------------------------------------------------------
+
+    def process(self, raw: bytes | None, partition: int = 0, offset: int = -1) -> None:
+        """Handle one message from the topic; never raises for bad input."""
+        self.totals.received += 1
+        self._interval.received += 1
+        self.offsets[partition] = offset + 1
+        try:
+            event = parse_event(raw, self.config.max_message_bytes)
+        except InvalidEvent as exc:
+            self._reject(str(exc), raw, partition, offset)
+            return
+        self.totals.accepted += 1
+        self._interval.accepted += 1
+        if event.rating >= self.config.min_rating:
+            self.observe(event, evaluate=self._rng.random() < self.config.eval_fraction)
+
+    def observe(self, event: Interaction, evaluate: bool = True) -> None:
+        """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
+        self.totals.positive += 1
+        self._interval.positive += 1
+        rec = self.recommender
+        user = rec.register_user(event.user)
+        item = rec.register_item(event.item)
+        if item == self.popularity.n:
+            self.popularity.append(0.0)
+        if evaluate:
+            self._evaluate(user, item)
+        started = time.perf_counter()
+        rec.learn(user, item)
+        self._update_s += time.perf_counter() - started
+        self._updates += 1
+        self.popularity.view[item] += 1.0
+        self.history.add(user, item, event.timestamp, self.totals.positive)
+        self._touched.add(user)
+
+    def _evaluate(self, user: int, item: int) -> None:
+        started = time.perf_counter()
+        known = self.history.items(user)
+        rank, n_candidates = rank_of(self.recommender.scores(user), item, known, self._rng)
+        popular_rank, _ = rank_of(self.popularity.view, item, known, self._rng)
+        self._evaluate_s += time.perf_counter() - started
+        self.totals.evaluated += 1
+        self._interval.evaluated += 1
+        self.percentile_sum += percentile_rank(rank, n_candidates)
+        if rank < TOP_N:
+            self.totals.model_hits += 1
+            self._interval.model_hits += 1
+        if popular_rank < TOP_N:
+            self.totals.popular_hits += 1
+            self._interval.popular_hits += 1
+
+    def _reject(self, reason: str, raw: bytes | None, partition: int, offset: int) -> None:
+        self.totals.rejected += 1
+        self._interval.rejected += 1
+        log.debug("rejected message at %s:%s: %s", partition, offset, reason)
+        if len(self._rejected) < MAX_REJECTED_PER_INTERVAL:
+            self._rejected.append(
+                RejectedEvent(
+                    time=time.time(),
+                    reason=reason,
+                    partition=partition,
+                    offset=offset,
+                    payload=preview(raw),
+                )
+            )
+
+    # -- checkpoints -------------------------------------------------------
+
+    def checkpoint(self, now: float | None = None, lag: int | None = None) -> CheckpointWrite:
+        """Snapshot everything since the last checkpoint and start a new interval.
+
+        Synchronous and self-contained: the result shares no array with the
+        live model, so it can be written from another thread.
+        """
+        now = time.time() if now is None else now
+        rec = self.recommender
+        item_factors, item_bias = rec.export_items()
+        panel = self._panel_top_lists()
+        interval = self._interval
+        interval.interval_s = max(now - self._interval_started, 1e-9)
+        interval.update_us = 1e6 * self._update_s / self._updates if self._updates else None
+        interval.evaluate_us = (
+            1e6 * self._evaluate_s / interval.evaluated if interval.evaluated else None
+        )
+        interval.lag = lag
+        if self._previous_items is not None and item_factors.shape[1]:
+            interval.factor_change = factor_change(self._previous_items, item_factors)
+        interval.panel_overlap = mean_jaccard(self._previous_panel, panel)
+        touched = np.fromiter(sorted(self._touched), dtype=np.int64, count=len(self._touched))
+        added, removed = self.history.drain_changes()
+        write = CheckpointWrite(
+            time=now,
+            topic=self.config.topic,
+            offsets=dict(self.offsets),
+            totals=Totals(**vars(self.totals)),
+            interval=interval,
+            model=rec.model,
+            params=rec.params,
+            score_rule=rec.score_rule,
+            n_users=rec.n_users,
+            n_items=rec.n_items,
+            new_user_ids=rec.user_ids[self._users_at_checkpoint :],
+            new_item_ids=rec.item_ids[self._items_at_checkpoint :],
+            touched_users=touched,
+            touched_user_factors=rec.user_factors(touched),
+            item_factors=item_factors,
+            item_bias=item_bias,
+            item_counts=self.popularity.view.astype(np.float32),
+            history_added=added,
+            history_removed=removed,
+            rejected=self._rejected,
+        )
+        self._users_at_checkpoint, self._items_at_checkpoint = rec.n_users, rec.n_items
+        self._touched = set()
+        self._previous_items = item_factors
+        self._previous_panel = panel
+        self._reset_interval(now)
+        return write
+
+    def restore(self, checkpoint: Checkpoint, state: ModelState) -> None:
+        """Continue from a stored checkpoint, exactly where it left off."""
+        if state.model != self.recommender.model:
+            log.warning(
+                "the store holds a %s model; continuing with it instead of %s",
+                state.model,
+                self.recommender.model,
+            )
+        self.history = UserHistory.restore(self.config.history_limit, state.histories)
+        self.recommender = Recommender(
+            state.model, state.params, seed=self.config.seed, known_items=self.history.items
+        )
+        self.recommender.load(
+            state.user_ids, state.item_ids, state.user_factors, state.item_factors, state.item_bias
+        )
+        self.popularity = GrowableRows.from_array(state.item_counts)
+        self.totals = Totals(**vars(checkpoint.totals))
+        self.offsets = dict(checkpoint.offsets)
+        self._users_at_checkpoint, self._items_at_checkpoint = (
+            len(state.user_ids),
+            len(state.item_ids),
+        )
+        self._previous_items = state.item_factors
+        self._previous_panel = self._panel_top_lists()
+        self._reset_interval(time.time())
+
+    def _panel_top_lists(self) -> dict[int, frozenset[int]]:
+        """Top-10 lists of a fixed panel (the first users ever seen), seen items excluded."""
+        rec = self.recommender
+        panel: dict[int, frozenset[int]] = {}
+        for user in range(min(self.config.panel_size, rec.n_users)):
+            known = np.fromiter(self.history.items(user), dtype=np.int64)
+            best, _ = top_n(rec.scores(user), TOP_N, exclude=known)
+            panel[user] = frozenset(best.tolist())
+        return panel
+
+    def _reset_interval(self, now: float) -> None:
+        self._interval = IntervalMetrics()
+        self._interval_started = now
+        self._update_s = 0.0
+        self._updates = 0
+        self._evaluate_s = 0.0
+        self._rejected: list[RejectedEvent] = []

@@ -1,0 +1,85 @@
+"""Sends events to the topic: a MovieLens replay or the synthetic demo stream."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from engine.kafka import bootstrap_servers, declare_topic
+from engine.movielens import read_ratings
+from engine.progress import Progress
+from engine.synthetic import SyntheticConfig, SyntheticStream
+from storage import StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+def movielens_messages(path: str | Path) -> list[bytes]:
+    """Every rating in the file as a JSON message, in timestamp order."""
+    return [json.dumps(r.as_event()).encode() for r in read_ratings(path)]
+
+
+def synthetic_messages(config: SyntheticConfig, events: int | None) -> Iterator[bytes]:
+    stream = SyntheticStream(config)
+    return itertools.islice(stream, events) if events else iter(stream)
+
+
+def store_item_names(db: Path, names: dict[str, str]) -> None:
+    if not names:
+        return
+    writer = StoreWriter(db)
+    try:
+        writer.put_item_names(names)
+    finally:
+        writer.close()
+
+
+async def send_messages(
+    messages: Iterable[bytes],
+    *,
+    broker: str,
+    topic: str,
+    partitions: int,
+    rate: float | None = None,
+    total: int | None = None,
+    show_progress: bool | None = None,
+) -> int:
+    """Send ``messages`` in order, paced to ``rate`` events/s when given; returns the count."""
+    await declare_topic(broker, topic, partitions)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers(broker), linger_ms=5, max_batch_size=256 * 1024, acks=1
+    )
+    await producer.start()
+    progress = Progress(total, enabled=show_progress)
+    started = time.monotonic()
+    sent = 0
+    pending = []
+    try:
+        for message in messages:
+            # Keyless: the producer spreads messages over partitions; with one
+            # partition (the default) the topic keeps the source's order.
+            pending.append(await producer.send(topic, message))
+            sent += 1
+            progress.advance()
+            if len(pending) >= 1000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    if pending:
+                        await asyncio.gather(*pending)
+                        pending.clear()
+                    await asyncio.sleep(ahead)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+        progress.close()
+    return sent

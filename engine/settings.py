@@ -1,0 +1,137 @@
+"""The engine's settings: the one place that reads environment variables.
+
+Command-line flags override the environment (the CLI writes them into it
+before anything reads it), and defaults run on a laptop with nothing set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MODELS = ("mf", "bprmf", "popular")
+DEFAULT_BROKER = "kafka://127.0.0.1:19092"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the engine cannot run with; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker: str = DEFAULT_BROKER
+    topic: str = "flurs-events"
+    partitions: int = 1
+    db: Path = Path("data/reco.db")
+    group: str = "reco-engine"
+    model: str = "mf"
+    model_params: dict = field(default_factory=dict)
+    min_rating: float = 4.0
+    eval_fraction: float = 1.0
+    checkpoint_interval: float = 5.0
+    history_limit: int = 500
+    panel_size: int = 50
+    keep_snapshots: int = 3
+    metrics_retention: float = 7 * 86400.0
+    max_message_bytes: int = 64 * 1024
+    seed: int = 42
+    datadir: Path = Path("data/faust")
+    log_level: str = "info"
+
+
+# env var -> (field, parser)
+_ENV = {
+    "RECO_BROKER": "broker",
+    "RECO_TOPIC": "topic",
+    "RECO_PARTITIONS": "partitions",
+    "RECO_DB": "db",
+    "RECO_GROUP": "group",
+    "RECO_MODEL": "model",
+    "RECO_MODEL_PARAMS": "model_params",
+    "RECO_MIN_RATING": "min_rating",
+    "RECO_EVAL_FRACTION": "eval_fraction",
+    "RECO_CHECKPOINT_INTERVAL": "checkpoint_interval",
+    "RECO_HISTORY_LIMIT": "history_limit",
+    "RECO_PANEL_SIZE": "panel_size",
+    "RECO_KEEP_SNAPSHOTS": "keep_snapshots",
+    "RECO_METRICS_RETENTION": "metrics_retention",
+    "RECO_MAX_MESSAGE_BYTES": "max_message_bytes",
+    "RECO_SEED": "seed",
+    "RECO_DATADIR": "datadir",
+    "RECO_LOG_LEVEL": "log_level",
+}
+ENV_FOR_FIELD = {name: env for env, name in _ENV.items()}
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read settings from the environment; raise SettingsError naming the bad one."""
+    environ = os.environ if environ is None else environ
+    defaults = Settings()
+    values = {}
+    for env, name in _ENV.items():
+        raw = environ.get(env)
+        if raw is None or raw == "":
+            continue
+        values[name] = _parse(env, raw, type(getattr(defaults, name)))
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    if not s.broker.startswith(("kafka://", "aiokafka://")):
+        _fail("RECO_BROKER", s.broker, "use kafka://HOST:PORT")
+    _check_name("RECO_TOPIC", s.topic)
+    _check_name("RECO_GROUP", s.group)
+    if s.model not in MODELS:
+        _fail("RECO_MODEL", s.model, f"choose one of {', '.join(MODELS)}")
+    _positive("RECO_PARTITIONS", s.partitions)
+    if not 0.0 <= s.eval_fraction <= 1.0:
+        _fail("RECO_EVAL_FRACTION", s.eval_fraction, "use a fraction between 0 and 1")
+    _positive("RECO_CHECKPOINT_INTERVAL", s.checkpoint_interval)
+    _positive("RECO_HISTORY_LIMIT", s.history_limit)
+    _positive("RECO_KEEP_SNAPSHOTS", s.keep_snapshots)
+    _positive("RECO_METRICS_RETENTION", s.metrics_retention)
+    _positive("RECO_MAX_MESSAGE_BYTES", s.max_message_bytes)
+    if s.panel_size < 0:
+        _fail("RECO_PANEL_SIZE", s.panel_size, "use 0 or more")
+    if s.log_level.lower() not in ("debug", "info", "warning", "error"):
+        _fail("RECO_LOG_LEVEL", s.log_level, "use debug, info, warning or error")
+    if s.db.exists() and s.db.is_dir():
+        _fail("RECO_DB", s.db, "it is a folder; give a file path such as data/reco.db")
+
+
+def _parse(env: str, raw: str, kind: type):
+    try:
+        if kind is bool:
+            return raw.lower() in ("1", "true", "yes")
+        if kind is dict:
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+        if kind is Path:
+            return Path(raw)
+        return kind(raw)
+    except ValueError:
+        expected = {int: "a whole number", float: "a number", dict: "a JSON object"}.get(
+            kind, kind.__name__
+        )
+        raise SettingsError(f"{env}={raw!r} is not valid: expected {expected}") from None
+
+
+def _fail(env: str, value, fix: str):
+    raise SettingsError(f"{env}={value!s} is not valid: {fix}")
+
+
+def _positive(env: str, value) -> None:
+    if value <= 0:
+        _fail(env, value, "use a value greater than 0")
+
+
+def _check_name(env: str, value: str) -> None:
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    if not value or len(value) > 200 or set(value) - allowed:
+        _fail(env, value, "use letters, digits, '.', '_' or '-'")

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# ./run.sh        bring up broker, engine, producer and dashboard; Ctrl-C stops them all.
+# ./run.sh test   set up the same environment plus test tools and run the whole suite.
+# Any further arguments after "test" go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${RECO_VENV:-.venv}"
+PYTHON="$VENV/bin/python"
+
+ensure_venv() {
+    # $1: the requirements file to install. Reinstalls only when it changed.
+    local requirements="$1" stamp="$VENV/.installed-$(basename "$1")"
+    if [ ! -x "$PYTHON" ]; then
+        local base
+        base="$(command -v python3.11 || command -v python3)"
+        "$base" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+            || { echo "Python 3.11 or newer is needed (found $("$base" --version))" >&2; exit 1; }
+        "$base" -m venv "$VENV"
+    fi
+    if [ ! -f "$stamp" ] || ! cmp -s "$stamp" <(cat requirements*.txt); then
+        echo "Installing $requirements into $VENV ..." >&2
+        "$PYTHON" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        cat requirements*.txt > "$stamp"
+    fi
+}
+
+run_tests() {
+    ensure_venv requirements-test.txt
+    "$PYTHON" -m ruff check engine storage dashboard tests
+    "$PYTHON" -m ruff format --check engine storage dashboard tests
+    "$PYTHON" -m pytest "$@"
+}
+
+run_demo() {
+    ensure_venv requirements.txt
+    export RECO_DB="${RECO_DB:-data/reco.db}"
+    local broker_port="${RECO_BROKER_PORT:-19092}"
+    local dashboard_port="${RECO_DASHBOARD_PORT:-8501}"
+    local pids=()
+
+    stop_all() {
+        trap - INT TERM EXIT
+        echo "Stopping ..." >&2
+        # Engine first, so its final checkpoint still reaches the store.
+        for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+        for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+        echo "Stopped." >&2
+    }
+    trap stop_all INT TERM EXIT
+
+    if [ -z "${RECO_BROKER:-}" ]; then
+        export RECO_BROKER="kafka://127.0.0.1:$broker_port"
+        "$PYTHON" -m engine broker --port "$broker_port" &
+        pids=($! "${pids[@]}")
+        "$PYTHON" -m engine wait-for-broker --timeout 30
+    else
+        echo "Using the Kafka at $RECO_BROKER" >&2
+    fi
+    "$PYTHON" -m engine worker &
+    pids=($! "${pids[@]}")
+    "$PYTHON" -m engine produce --source synthetic --rate "${RECO_DEMO_RATE:-300}" --quiet &
+    pids=($! "${pids[@]}")
+    "$PYTHON" -m streamlit run dashboard/app.py --server.headless true \
+        --server.address 127.0.0.1 --server.port "$dashboard_port" \
+        --browser.gatherUsageStats false >/dev/null &
+    pids=($! "${pids[@]}")
+    echo "Dashboard: http://127.0.0.1:$dashboard_port   (Ctrl-C stops everything)" >&2
+    wait -n "${pids[@]}" || true
+}
+
+case "${1:-}" in
+    test) shift; run_tests "$@" ;;
+    "") run_demo ;;
+    *) echo "usage: ./run.sh [test [pytest args]]" >&2; exit 2 ;;
+esac

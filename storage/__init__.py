@@ -1,0 +1,41 @@
+"""The SQLite store: the contract between the engine and every reader."""
+
+from storage.errors import NoCheckpoint, StoreCorrupt, StoreError, StoreMissing
+from storage.reader import MAX_N, MAX_USER_ID_LENGTH, StoreReader, validate_user_id
+from storage.records import (
+    Checkpoint,
+    CheckpointWrite,
+    HistoryItem,
+    IntervalMetrics,
+    MetricsPoint,
+    ModelState,
+    Recommendations,
+    RecommendedItem,
+    RejectedCount,
+    RejectedEvent,
+    Totals,
+)
+from storage.writer import StoreWriter
+
+__all__ = [
+    "MAX_N",
+    "MAX_USER_ID_LENGTH",
+    "Checkpoint",
+    "CheckpointWrite",
+    "HistoryItem",
+    "IntervalMetrics",
+    "MetricsPoint",
+    "ModelState",
+    "NoCheckpoint",
+    "RecommendedItem",
+    "Recommendations",
+    "RejectedCount",
+    "RejectedEvent",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreMissing",
+    "StoreReader",
+    "StoreWriter",
+    "Totals",
+    "validate_user_id",
+]

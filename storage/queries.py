@@ -1,0 +1,130 @@
+"""Read queries shared by the engine's writer connection and read-only readers."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+
+from storage.codec import decode_array, decode_vector
+from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
+
+_CHECKPOINT_COLUMNS = (
+    "id, time, model, params, topic, offsets, users, items, interval_s, received, accepted, "
+    "positive, rejected, evaluated, model_hits, popular_hits, update_us, evaluate_us, lag, "
+    "factor_change, panel_overlap, total_received, total_accepted, total_positive, "
+    "total_rejected, total_evaluated, total_model_hits, total_popular_hits"
+)
+
+
+def latest_checkpoint(conn: sqlite3.Connection) -> Checkpoint | None:
+    row = conn.execute(
+        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return _checkpoint_from_row(row) if row else None
+
+
+def _checkpoint_from_row(row: tuple) -> Checkpoint:
+    (
+        id_,
+        time,
+        model,
+        params,
+        topic,
+        offsets,
+        users,
+        items,
+        interval_s,
+        received,
+        accepted,
+        positive,
+        rejected,
+        evaluated,
+        model_hits,
+        popular_hits,
+        update_us,
+        evaluate_us,
+        lag,
+        factor_change,
+        panel_overlap,
+        *totals,
+    ) = row
+    return Checkpoint(
+        id=id_,
+        time=time,
+        model=model,
+        params=json.loads(params),
+        topic=topic,
+        offsets={int(p): o for p, o in json.loads(offsets).items()},
+        totals=Totals(*totals),
+        interval=IntervalMetrics(
+            interval_s=interval_s,
+            received=received,
+            accepted=accepted,
+            positive=positive,
+            rejected=rejected,
+            evaluated=evaluated,
+            model_hits=model_hits,
+            popular_hits=popular_hits,
+            update_us=update_us,
+            evaluate_us=evaluate_us,
+            lag=lag,
+            factor_change=factor_change,
+            panel_overlap=panel_overlap,
+        ),
+        users=users,
+        items=items,
+    )
+
+
+def latest_snapshot(
+    conn: sqlite3.Connection,
+) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Return (score_rule, item_factors, item_bias, item_counts) of the newest snapshot."""
+    row = conn.execute(
+        "SELECT c.score_rule, s.item_factors, s.item_bias, s.item_counts "
+        "FROM model_snapshots s JOIN checkpoints c ON c.id = s.checkpoint_id "
+        "ORDER BY s.checkpoint_id DESC LIMIT 1"
+    ).fetchone()
+    if row is None:
+        return None
+    rule, factors, bias, counts = row
+    return rule, decode_array(factors), decode_array(bias), decode_array(counts)
+
+
+def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
+    """Load everything the engine needs to resume from ``checkpoint``."""
+    snapshot = latest_snapshot(conn)
+    if snapshot is None:
+        raise ValueError("checkpoint without a model snapshot")
+    rule, item_factors, item_bias, item_counts = snapshot
+    k = item_factors.shape[1]
+    user_ids: list[str] = []
+    blobs: list[bytes] = []
+    for user_id, blob in conn.execute("SELECT id, factors FROM users ORDER BY idx"):
+        user_ids.append(user_id)
+        blobs.append(blob)
+    user_factors = (
+        decode_vector(b"".join(blobs)).reshape(len(user_ids), k).copy()
+        if user_ids
+        else np.zeros((0, k), dtype=np.float32)
+    )
+    item_ids = [row[0] for row in conn.execute("SELECT id FROM items ORDER BY idx")]
+    histories: dict[int, list[int]] = {}
+    for user_idx, item_idx in conn.execute(
+        "SELECT user_idx, item_idx FROM history ORDER BY user_idx, seq"
+    ):
+        histories.setdefault(user_idx, []).append(item_idx)
+    return ModelState(
+        model=checkpoint.model,
+        params=checkpoint.params,
+        score_rule=rule,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_factors=user_factors,
+        item_factors=item_factors,
+        item_bias=item_bias,
+        item_counts=item_counts,
+        histories=histories,
+    )

@@ -1,0 +1,186 @@
+"""Plain dataclasses exchanged with the store: what the engine writes, what readers get."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    """A message that failed the event contract, kept for inspection."""
+
+    time: float  # Unix seconds when the engine saw it
+    reason: str
+    partition: int
+    offset: int
+    payload: str  # truncated, decoded with replacement characters
+
+
+@dataclass
+class IntervalMetrics:
+    """What happened between two checkpoints; counts are for the interval only."""
+
+    interval_s: float = 0.0
+    received: int = 0
+    accepted: int = 0
+    positive: int = 0
+    rejected: int = 0
+    evaluated: int = 0
+    model_hits: int = 0
+    popular_hits: int = 0
+    update_us: float | None = None  # mean time to learn one positive event
+    evaluate_us: float | None = None  # mean time to evaluate one sampled event
+    lag: int | None = None  # messages behind the broker's end, where it reports it
+    factor_change: float | None = None  # ||V_now - V_prev||_F / ||V_prev||_F
+    panel_overlap: float | None = None  # mean Jaccard of the panel's top-10 lists
+
+
+@dataclass
+class Totals:
+    """Counters since the store was created."""
+
+    received: int = 0
+    accepted: int = 0
+    positive: int = 0
+    rejected: int = 0
+    evaluated: int = 0
+    model_hits: int = 0
+    popular_hits: int = 0
+
+
+@dataclass
+class ModelState:
+    """Everything needed to rank and to resume learning.
+
+    Shapes: ``user_factors`` (n_users, k) float32, ``item_factors`` (n_items, k)
+    float32, ``item_bias`` and ``item_counts`` (n_items,) float32. Row ``i`` belongs
+    to ``user_ids[i]`` / ``item_ids[i]``.
+    """
+
+    model: str
+    params: dict
+    score_rule: str  # see storage.ranking.SCORE_RULES
+    user_ids: list[str]
+    item_ids: list[str]
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    item_bias: np.ndarray
+    item_counts: np.ndarray  # popularity baseline: positive events per item
+    histories: dict[int, list[int]] = field(default_factory=dict)  # user -> items, oldest first
+
+
+@dataclass
+class CheckpointWrite:
+    """One checkpoint as the engine hands it to the store.
+
+    Only users and items touched since the previous checkpoint are in
+    ``touched_users`` / ``history_added``; the item matrix is written whole.
+    """
+
+    time: float
+    topic: str
+    offsets: dict[int, int]  # partition -> next offset to consume
+    totals: Totals
+    interval: IntervalMetrics
+    model: str
+    params: dict
+    score_rule: str
+    n_users: int
+    n_items: int
+    new_user_ids: list[str]  # ids for indices n_users_before .. n_users-1, in order
+    new_item_ids: list[str]
+    touched_users: np.ndarray  # (m,) int64 user indices
+    touched_user_factors: np.ndarray  # (m, k) float32
+    item_factors: np.ndarray  # (n_items, k) float32
+    item_bias: np.ndarray  # (n_items,) float32
+    item_counts: np.ndarray  # (n_items,) float32
+    history_added: list[tuple[int, int, float, int]]  # (user, item, event time, seq)
+    history_removed: list[tuple[int, int]]  # (user, item) evicted by the per-user bound
+    rejected: list[RejectedEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The latest checkpoint as a reader sees it."""
+
+    id: int
+    time: float
+    model: str
+    params: dict
+    topic: str
+    offsets: dict[int, int]
+    totals: Totals
+    interval: IntervalMetrics
+    users: int
+    items: int
+
+    @property
+    def recall_at_10(self) -> float | None:
+        return _ratio(self.totals.model_hits, self.totals.evaluated)
+
+    @property
+    def popular_recall_at_10(self) -> float | None:
+        return _ratio(self.totals.popular_hits, self.totals.evaluated)
+
+
+@dataclass(frozen=True)
+class MetricsPoint:
+    """One checkpoint interval, for time-series charts."""
+
+    time: float
+    interval_s: float
+    received: int
+    accepted: int
+    positive: int
+    rejected: int
+    events_per_s: float
+    recall_at_10: float | None  # interval
+    popular_recall_at_10: float | None  # interval
+    cumulative_recall_at_10: float | None
+    cumulative_popular_recall_at_10: float | None
+    update_us: float | None
+    evaluate_us: float | None
+    users: int
+    items: int
+    lag: int | None
+    factor_change: float | None
+    panel_overlap: float | None
+
+
+@dataclass(frozen=True)
+class RecommendedItem:
+    rank: int  # 1-based
+    item: str
+    name: str | None
+    score: float
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-N items for a user; ``fallback`` is True when popularity was used."""
+
+    user: str
+    items: list[RecommendedItem]
+    fallback: bool
+    model: str
+    checkpoint_time: float
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    item: str
+    name: str | None
+    time: float  # event time, Unix seconds
+
+
+@dataclass(frozen=True)
+class RejectedCount:
+    time: float  # start of the bucket, Unix seconds
+    reason: str
+    count: int
+
+
+def _ratio(hits: int, total: int) -> float | None:
+    return hits / total if total else None

@@ -1,0 +1,110 @@
+"""The store's schema, as numbered migrations applied in order at open."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+MIGRATION_SET = "reco-store"
+
+migrations = Migrations(MIGRATION_SET)
+
+
+@migrations(name="0001_initial")
+def initial(db: Database) -> None:
+    _run_statements(
+        db,
+        """
+        -- One row per checkpoint: the interval's metrics, the running totals and
+        -- the consumed offsets, which make a restart resume after the last event.
+        CREATE TABLE checkpoints (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            topic TEXT NOT NULL,
+            offsets TEXT NOT NULL,
+            model TEXT NOT NULL,
+            params TEXT NOT NULL,
+            score_rule TEXT NOT NULL,
+            users INTEGER NOT NULL,
+            items INTEGER NOT NULL,
+            interval_s REAL NOT NULL,
+            received INTEGER NOT NULL,
+            accepted INTEGER NOT NULL,
+            positive INTEGER NOT NULL,
+            rejected INTEGER NOT NULL,
+            evaluated INTEGER NOT NULL,
+            model_hits INTEGER NOT NULL,
+            popular_hits INTEGER NOT NULL,
+            update_us REAL,
+            evaluate_us REAL,
+            lag INTEGER,
+            factor_change REAL,
+            panel_overlap REAL,
+            total_received INTEGER NOT NULL,
+            total_accepted INTEGER NOT NULL,
+            total_positive INTEGER NOT NULL,
+            total_rejected INTEGER NOT NULL,
+            total_evaluated INTEGER NOT NULL,
+            total_model_hits INTEGER NOT NULL,
+            total_popular_hits INTEGER NOT NULL
+        );
+        CREATE INDEX checkpoints_time ON checkpoints(time);
+
+        -- Whole-catalogue model state per checkpoint (np.save bytes); the last
+        -- few are kept.
+        CREATE TABLE model_snapshots (
+            checkpoint_id INTEGER PRIMARY KEY,
+            item_factors BLOB NOT NULL,
+            item_bias BLOB NOT NULL,
+            item_counts BLOB NOT NULL
+        );
+
+        -- Dense index <-> external id; a user's factors are rewritten only when
+        -- the user was touched (raw little-endian float32, k values).
+        CREATE TABLE users (
+            idx INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            factors BLOB NOT NULL
+        );
+        CREATE TABLE items (
+            idx INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE
+        );
+        -- Display names come from the source (producer), keyed by external id,
+        -- so they can arrive before the engine has seen the item.
+        CREATE TABLE item_names (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL
+        );
+
+        -- Each user's most recent positive items (bounded per user). seq is the
+        -- engine's event sequence number: it orders events with equal times.
+        CREATE TABLE history (
+            user_idx INTEGER NOT NULL,
+            item_idx INTEGER NOT NULL,
+            time REAL NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (user_idx, item_idx)
+        ) WITHOUT ROWID;
+        CREATE INDEX history_user_seq ON history(user_idx, seq);
+
+        CREATE TABLE rejected_events (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            reason TEXT NOT NULL,
+            partition INTEGER NOT NULL,
+            "offset" INTEGER NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX rejected_events_time ON rejected_events(time);
+        """,
+    )
+
+
+def _run_statements(db: Database, script: str) -> None:
+    # executescript() would COMMIT the migration's transaction first, so each
+    # statement runs on its own inside it. Comments go first: they may hold ';'.
+    code = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
+    for statement in code.split(";"):
+        if statement.strip():
+            db.execute(statement)

@@ -1,0 +1,155 @@
+"""The engine's side of the store: one checkpoint per transaction, then pruning."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from storage import queries
+from storage.codec import encode_array, encode_vector
+from storage.connection import open_writable
+from storage.records import Checkpoint, CheckpointWrite, ModelState
+
+
+class StoreWriter:
+    """Writes checkpoints; owns the only read-write connection to the database.
+
+    Use it from one thread only (SQLite connections are bound to their thread).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        keep_snapshots: int = 3,
+        metrics_retention_s: float = 7 * 86400,
+        keep_rejected: int = 10_000,
+    ):
+        self.path = Path(path)
+        self.keep_snapshots = keep_snapshots
+        self.metrics_retention_s = metrics_retention_s
+        self.keep_rejected = keep_rejected
+        self.db = open_writable(self.path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def latest(self) -> tuple[Checkpoint, ModelState] | None:
+        """The latest checkpoint and its model state, or None for a new store."""
+        checkpoint = queries.latest_checkpoint(self.db.conn)
+        if checkpoint is None:
+            return None
+        return checkpoint, queries.model_state(self.db.conn, checkpoint)
+
+    def write_checkpoint(self, cp: CheckpointWrite) -> int:
+        """Write one checkpoint atomically; returns its id."""
+        with self.db.atomic():
+            checkpoint_id = self._insert_checkpoint_row(cp)
+            self._write_ids(cp)
+            self.db.conn.executemany(
+                "UPDATE users SET factors = ? WHERE idx = ?",
+                [
+                    (encode_vector(vec), int(idx))
+                    for idx, vec in zip(cp.touched_users, cp.touched_user_factors, strict=True)
+                ],
+            )
+            self.db.execute(
+                "INSERT INTO model_snapshots (checkpoint_id, item_factors, item_bias, item_counts) "
+                "VALUES (?, ?, ?, ?)",
+                [
+                    checkpoint_id,
+                    encode_array(cp.item_factors),
+                    encode_array(cp.item_bias),
+                    encode_array(cp.item_counts),
+                ],
+            )
+            self.db.conn.executemany(
+                "DELETE FROM history WHERE user_idx = ? AND item_idx = ?", cp.history_removed
+            )
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO history (user_idx, item_idx, time, seq) VALUES (?, ?, ?, ?)",
+                cp.history_added,
+            )
+            self.db.conn.executemany(
+                'INSERT INTO rejected_events (time, reason, partition, "offset", payload) '
+                "VALUES (?, ?, ?, ?, ?)",
+                [(r.time, r.reason, r.partition, r.offset, r.payload) for r in cp.rejected],
+            )
+            self._prune(checkpoint_id, cp.time)
+        return checkpoint_id
+
+    def put_item_names(self, names: dict[str, str]) -> None:
+        """Record display names for items, keyed by external id."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR REPLACE INTO item_names (id, name) VALUES (?, ?)", names.items()
+            )
+
+    def _insert_checkpoint_row(self, cp: CheckpointWrite) -> int:
+        interval, totals = cp.interval, cp.totals
+        cursor = self.db.execute(
+            "INSERT INTO checkpoints (time, topic, offsets, model, params, score_rule, users, "
+            "items, interval_s, received, accepted, positive, rejected, evaluated, model_hits, "
+            "popular_hits, update_us, evaluate_us, lag, factor_change, panel_overlap, "
+            "total_received, total_accepted, total_positive, total_rejected, total_evaluated, "
+            "total_model_hits, total_popular_hits) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                cp.time,
+                cp.topic,
+                json.dumps({str(p): o for p, o in cp.offsets.items()}),
+                cp.model,
+                json.dumps(cp.params),
+                cp.score_rule,
+                cp.n_users,
+                cp.n_items,
+                interval.interval_s,
+                interval.received,
+                interval.accepted,
+                interval.positive,
+                interval.rejected,
+                interval.evaluated,
+                interval.model_hits,
+                interval.popular_hits,
+                interval.update_us,
+                interval.evaluate_us,
+                interval.lag,
+                interval.factor_change,
+                interval.panel_overlap,
+                *asdict(totals).values(),
+            ],
+        )
+        return cursor.lastrowid
+
+    def _write_ids(self, cp: CheckpointWrite) -> None:
+        first_user = cp.n_users - len(cp.new_user_ids)
+        k = cp.item_factors.shape[1]
+        empty = encode_vector(np.zeros(k, dtype=np.float32))  # set below: new users are touched
+        self.db.conn.executemany(
+            "INSERT INTO users (idx, id, factors) VALUES (?, ?, ?)",
+            [(first_user + i, user_id, empty) for i, user_id in enumerate(cp.new_user_ids)],
+        )
+        first_item = cp.n_items - len(cp.new_item_ids)
+        self.db.conn.executemany(
+            "INSERT INTO items (idx, id) VALUES (?, ?)",
+            [(first_item + i, item_id) for i, item_id in enumerate(cp.new_item_ids)],
+        )
+
+    def _prune(self, checkpoint_id: int, now: float) -> None:
+        self.db.execute(
+            "DELETE FROM model_snapshots WHERE checkpoint_id NOT IN "
+            "(SELECT checkpoint_id FROM model_snapshots ORDER BY checkpoint_id DESC LIMIT ?)",
+            [self.keep_snapshots],
+        )
+        self.db.execute(
+            "DELETE FROM checkpoints WHERE time < ? AND id <> ?",
+            [now - self.metrics_retention_s, checkpoint_id],
+        )
+        self.db.execute(
+            "DELETE FROM rejected_events WHERE id <= "
+            "(SELECT id FROM rejected_events ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            [self.keep_rejected],
+        )
