@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from dataclasses import dataclass
 
 MAX_ID_LENGTH = 256
@@ -11,6 +12,9 @@ MAX_ABS_RATING = 1e6
 # Unix seconds: from 1970 to the year 2100.
 MAX_TIMESTAMP = 4_102_444_800.0
 PAYLOAD_PREVIEW_CHARS = 500
+# Control characters, and lone surrogates (which JSON's \ud800 escapes can
+# produce and which no UTF-8 store can hold).
+_FORBIDDEN_CATEGORIES = ("Cc", "Cs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,7 @@ def _id(data: dict, field: str) -> str:
         raise InvalidEvent(f"'{field}' is empty")
     if len(text) > MAX_ID_LENGTH:
         raise InvalidEvent(f"'{field}' is longer than {MAX_ID_LENGTH} characters")
-    if not text.isprintable():
+    if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text):
         raise InvalidEvent(f"'{field}' contains control characters")
     return text
 

@@ -1,0 +1,52 @@
+"""Shared fixtures: a real embedded broker, temporary stores, the MovieLens 100k path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+
+
+@pytest.fixture
+def ml100k() -> Path:
+    """The MovieLens 100k folder; the test is skipped where it is absent (never committed)."""
+    if not (ML100K / "u.data").is_file():
+        pytest.skip(f"MovieLens 100k not found at {ML100K} (its licence forbids shipping it)")
+    return ML100K
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "reco.db"
+
+
+@pytest.fixture(scope="session")
+def broker():
+    """A real embedded Kafka-compatible broker on a free port, for the whole session."""
+    from engine.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as running:
+        yield running
+
+
+@pytest.fixture
+def engine_env(tmp_path: Path, broker) -> dict[str, str]:
+    """Environment for an engine process: its own topic, group, store and data folder."""
+    name = tmp_path.name.replace("_", "-")[-40:]
+    env = dict(os.environ)
+    env.update(
+        {
+            "RECO_BROKER": broker.url,
+            "RECO_TOPIC": f"events-{name}",
+            "RECO_GROUP": f"group-{name}",
+            "RECO_DB": str(tmp_path / "reco.db"),
+            "RECO_DATADIR": str(tmp_path / "faust"),
+            "RECO_CHECKPOINT_INTERVAL": "1",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    return env

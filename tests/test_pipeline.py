@@ -1,0 +1,173 @@
+"""End to end on the real embedded broker: producer -> topic -> engine -> store."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from storage import StoreError, StoreReader
+
+pytestmark = pytest.mark.integration
+
+SENT = 3000
+
+
+def _run(args, env, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last}")
+
+
+def _received(db):
+    try:
+        return StoreReader(db).latest_checkpoint().totals
+    except StoreError:
+        return None
+
+
+def test_every_sent_event_is_accounted_for_and_sigterm_checkpoints(engine_env, tmp_path):
+    db = tmp_path / "reco.db"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "engine", "worker"],
+        env=engine_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        produced = _run(
+            [
+                "produce",
+                "--source",
+                "synthetic",
+                "--events",
+                str(SENT),
+                "--malformed",
+                "0.03",
+                "--quiet",
+            ],
+            engine_env,
+        )
+        assert produced.returncode == 0, produced.stderr
+        totals = _wait_for(
+            lambda: (t := _received(db)) and t.received == SENT and t,
+            60,
+            f"{SENT} events in the store",
+        )
+        assert totals.accepted + totals.rejected == SENT
+        assert 30 < totals.rejected < 200
+        assert totals.positive > 0 and totals.evaluated == totals.positive
+        assert StoreReader(db).rejected_events(limit=1000)[0].reason
+
+        status = _run(["status"], engine_env)
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["received"] == SENT
+        assert report["offsets"] == {"0": SENT}
+        assert {
+            "time",
+            "model",
+            "accepted",
+            "positive",
+            "rejected",
+            "users",
+            "items",
+            "recall_at_10",
+            "popular_recall_at_10",
+        } <= report.keys()
+        before = StoreReader(db).latest_checkpoint().id
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output[-3000:]
+    assert "final checkpoint" in output
+    assert StoreReader(db).latest_checkpoint().id > before
+
+
+def test_restarted_engine_resumes_after_its_checkpoint(engine_env, tmp_path):
+    db = tmp_path / "reco.db"
+    assert (
+        _run(
+            ["produce", "--source", "synthetic", "--events", "1000", "--quiet"], engine_env
+        ).returncode
+        == 0
+    )
+    for expected in (1000, 1500):
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "engine", "worker"],
+            env=engine_env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _wait_for(
+                lambda e=expected: (t := _received(db)) and t.received == e,
+                60,
+                f"{expected} events",
+            )
+        finally:
+            worker.kill()  # no final checkpoint: the restart must rely on the last periodic one
+            worker.wait()
+        if expected == 1000:
+            assert (
+                _run(
+                    [
+                        "produce",
+                        "--source",
+                        "synthetic",
+                        "--events",
+                        "500",
+                        "--seed",
+                        "3",
+                        "--quiet",
+                    ],
+                    engine_env,
+                ).returncode
+                == 0
+            )
+    totals = StoreReader(db).latest_checkpoint().totals
+    assert totals.received == 1500  # nothing re-counted after the kill
+
+
+def test_status_without_checkpoint_says_so_in_one_line(tmp_path, engine_env):
+    result = _run(["status", "--db", str(tmp_path / "none.db")], engine_env)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert "start the engine" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        (["--model", "magic"], "RECO_MODEL=magic is not valid"),
+        (["--checkpoint-interval", "-1"], "RECO_CHECKPOINT_INTERVAL=-1.0 is not valid"),
+        (["--eval-fraction", "lots"], "RECO_EVAL_FRACTION='lots' is not valid"),
+        (["--db", "/proc/no/such/place/reco.db"], "cannot create the folder"),
+    ],
+)
+def test_bad_settings_stop_the_worker_with_one_line(engine_env, flag, message):
+    result = _run(["worker", *flag], engine_env, timeout=30)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0
