@@ -27,8 +27,8 @@ ensure_venv() {
 
 run_tests() {
     ensure_venv requirements-test.txt
-    "$PYTHON" -m ruff check engine storage dashboard tests
-    "$PYTHON" -m ruff format --check engine storage dashboard tests
+    "$PYTHON" -m ruff check .
+    "$PYTHON" -m ruff format --check .
     "$PYTHON" -m pytest "$@"
 }
 
