@@ -1,0 +1,1 @@
+"""The Streamlit monitoring dashboard; it reads the store and nothing else."""

@@ -1,0 +1,102 @@
+"""Pieces every page shares: the store gate, the window picker, the page header."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from dashboard import loaders
+from dashboard.settings import Settings, load_settings
+from dashboard.text import ago, duration, escape_markdown, local_time
+
+# Chart windows, in seconds back from the latest checkpoint; None is everything kept.
+WINDOWS: dict[str, float | None] = {
+    "5 min": 300.0,
+    "15 min": 900.0,
+    "1 h": 3600.0,
+    "6 h": 6 * 3600.0,
+    "24 h": 86400.0,
+    "All": None,
+}
+DEFAULT_WINDOW = "15 min"
+
+
+def settings() -> Settings:
+    """The dashboard's settings, read from the environment on every run."""
+    return load_settings()
+
+
+def checkpoint_or_stop(config: Settings) -> loaders.Checkpoint:
+    """Return the latest checkpoint, or show one friendly line and stop the page.
+
+    While it waits, the page polls the store and reloads itself once the engine
+    has written its first checkpoint.
+    """
+    try:
+        return loaders.latest_checkpoint(config.db)
+    except loaders.Unavailable as exc:
+        st.info(str(exc), icon=":material/hourglass_empty:")
+        _reload_when_ready(config)
+        st.stop()
+        raise  # st.stop() raises; this keeps type checkers honest
+
+
+def unavailable(exc: loaders.Unavailable) -> None:
+    """Say in one line why a panel has nothing to show (the store vanished mid-session)."""
+    st.info(str(exc), icon=":material/hourglass_empty:")
+
+
+def window_picker(key: str) -> float | None:
+    """A segmented control choosing how far back charts go; returns seconds or None for all.
+
+    It lives outside the refreshing fragments, so the choice survives every refresh.
+    """
+    choice = st.segmented_control(
+        "Window",
+        list(WINDOWS),
+        default=DEFAULT_WINDOW,
+        required=True,
+        key=key,
+        label_visibility="collapsed",
+    )
+    return WINDOWS[choice or DEFAULT_WINDOW]
+
+
+def delta(change: str | None, color: str = "normal") -> dict:
+    """Keyword arguments for st.metric's delta; no change shows grey and without an arrow."""
+    if change is not None and change.lstrip("+-") in ("0", "0%"):
+        return {"delta": change, "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": change, "delta_color": color}
+
+
+def since(checkpoint: loaders.Checkpoint, window_s: float | None) -> float:
+    """The first Unix second of a window ending at the checkpoint (0.0 for everything)."""
+    return 0.0 if window_s is None else checkpoint.time - window_s
+
+
+def window_label(window_s: float | None) -> str:
+    return (
+        "since the store was created" if window_s is None else f"over the last {duration(window_s)}"
+    )
+
+
+def checkpoint_caption(config: Settings, checkpoint: loaders.Checkpoint) -> None:
+    """One quiet line saying which store and checkpoint the page shows."""
+    age = time.time() - checkpoint.time
+    st.caption(
+        f"Store {escape_markdown(config.db)} · checkpoint {checkpoint.id} written at "
+        f"{local_time(checkpoint.time)} ({ago(age)}) · model **{checkpoint.model}**"
+    )
+
+
+def _reload_when_ready(config: Settings) -> None:
+    @st.fragment(run_every=config.refresh_s)
+    def poll() -> None:
+        try:
+            loaders.latest_checkpoint(config.db)
+        except loaders.Unavailable:
+            return
+        st.rerun()
+
+    poll()

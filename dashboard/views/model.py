@@ -1,0 +1,140 @@
+"""Model: is the model better than popularity, how fast does it learn, is it drifting."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import charts, components, loaders
+
+config = components.settings()
+st.title("Model quality")
+components.checkpoint_or_stop(config)
+
+
+@st.fragment(run_every=config.refresh_s)
+def headline() -> None:
+    try:
+        checkpoint = loaders.latest_checkpoint(config.db)
+    except loaders.Unavailable as exc:
+        components.unavailable(exc)
+        return
+    components.checkpoint_caption(config, checkpoint)
+    model_recall = checkpoint.recall_at_10
+    baseline_recall = checkpoint.popular_recall_at_10
+    interval = checkpoint.interval
+    row = st.columns(5)
+    row[0].metric(
+        "Recall@10, model",
+        _percent(model_recall),
+        border=True,
+        help="Cumulative prequential recall@10: the share of evaluated positive events "
+        "whose item the model had in its top 10 just before learning it.",
+    )
+    row[1].metric(
+        "Recall@10, popularity",
+        _percent(baseline_recall),
+        border=True,
+        help="The same measure for recommending the most popular items to everyone.",
+    )
+    lift = model_recall / baseline_recall if model_recall is not None and baseline_recall else None
+    row[2].metric(
+        "Lift over baseline",
+        "—" if lift is None else f"×{lift:.2f}",
+        border=True,
+        **components.delta(None if lift is None else f"{lift - 1:+.0%}"),
+        delta_description="recall vs popularity",
+        help="Model recall@10 divided by the popularity baseline's; above ×1.00 the "
+        "model recommends better than popularity.",
+    )
+    row[3].metric(
+        "Update time",
+        _micros(interval.update_us),
+        border=True,
+        help="Mean time to learn one positive event, latest interval.",
+    )
+    row[4].metric(
+        "Evaluation time",
+        _micros(interval.evaluate_us),
+        border=True,
+        help="Mean time to rank the catalogue for one evaluated event, latest interval.",
+    )
+    st.caption(f"{checkpoint.totals.evaluated:,} events evaluated so far.")
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _micros(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f} µs/event"
+
+
+headline()
+
+with st.container(horizontal=True, vertical_alignment="bottom"):
+    st.subheader("Over time", anchor=False)
+    recall_kind = st.segmented_control(
+        "Recall",
+        ["Cumulative", "Per interval"],
+        default="Cumulative",
+        required=True,
+        key="model_recall",
+        label_visibility="collapsed",
+    )
+    window_s = components.window_picker("model_window")
+
+
+@st.fragment(run_every=config.refresh_s)
+def history() -> None:
+    try:
+        checkpoint = loaders.latest_checkpoint(config.db)
+        frame = loaders.metrics(
+            config.db, checkpoint.id, since=components.since(checkpoint, window_s)
+        )
+    except loaders.Unavailable as exc:
+        components.unavailable(exc)
+        return
+    cumulative = recall_kind != "Per interval"
+    st.altair_chart(
+        charts.recall_chart(frame, cumulative=cumulative, model=checkpoint.model), width="stretch"
+    )
+    if cumulative:
+        st.caption(
+            "Recall@10 since the store was created, measured test-then-learn: the share "
+            "of positive events whose item was in the top 10 just before the model "
+            "learned it, for the model (blue) and for recommending the most popular "
+            "items (grey); higher is better."
+        )
+    else:
+        st.caption(
+            "The same recall@10 measured within each checkpoint interval only, so it "
+            "shows how the model does on recent events rather than on average."
+        )
+
+    left, right = st.columns(2)
+    with left:
+        st.altair_chart(charts.factor_change_chart(frame, config.drift_threshold), width="stretch")
+        st.caption(
+            f"How far the item factors moved since the previous checkpoint, relative to "
+            f"their size; red bands mark intervals above {config.drift_threshold:.0%} "
+            "(RECO_DRIFT_THRESHOLD), where the model is changing fast."
+        )
+    with right:
+        st.altair_chart(
+            charts.panel_overlap_chart(frame, config.overlap_threshold), width="stretch"
+        )
+        st.caption(
+            "How much of a fixed panel of users' top 10 stayed the same since the "
+            f"previous checkpoint (100% = unchanged); red bands mark intervals below "
+            f"{config.overlap_threshold:.0%} (RECO_OVERLAP_THRESHOLD)."
+        )
+
+    st.altair_chart(charts.timing_chart(frame), width="stretch")
+    st.caption(
+        "Mean time the model spends learning one positive event and ranking the "
+        "catalogue to evaluate one event; it bounds how many events/s one worker keeps "
+        "up with."
+    )
+
+
+history()
