@@ -136,11 +136,14 @@ def run_foreground(port: int) -> int:
     stopping = False
 
     def stop(signum, frame):
+        # Only signal here: the main thread is inside Popen.wait(), and waiting
+        # again from a signal handler would deadlock on Popen's internal lock.
         nonlocal stopping
         stopping = True
-        broker.stop()
+        broker.process.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     code = broker.process.wait()
+    log.info("embedded broker stopped")
     return 0 if stopping else code
