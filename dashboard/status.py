@@ -32,6 +32,13 @@ STALLED = EngineStatus(
     ":material/warning:",
     "checkpoints are late; the engine may be overloaded or stuck",
 )
+NO_BROKER = EngineStatus(
+    "stalled",
+    "Broker unreachable",
+    "orange",
+    ":material/cloud_off:",
+    "the engine runs but cannot reach the broker, so no events arrive",
+)
 STOPPED = EngineStatus(
     "stopped",
     "Engine stopped",
@@ -41,11 +48,16 @@ STOPPED = EngineStatus(
 )
 
 
-def engine_status(age_s: float, interval_s: float | None = None) -> EngineStatus:
-    """Judge the engine from the age of the last checkpoint (seconds) and its interval."""
+def engine_status(
+    age_s: float, interval_s: float | None = None, broker_connected: bool | None = None
+) -> EngineStatus:
+    """Judge the engine from the age of the last checkpoint (seconds) and its interval.
+
+    ``broker_connected`` is what the engine wrote in that checkpoint (None: not known).
+    """
     alive_within = max(ALIVE_MIN_S, ALIVE_CHECKPOINTS * (interval_s or 0.0))
     if age_s < alive_within:
-        return ALIVE
+        return NO_BROKER if broker_connected is False else ALIVE
     if age_s < max(STOPPED_AFTER_S, alive_within):
         return STALLED
     return STOPPED

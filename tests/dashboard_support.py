@@ -72,8 +72,12 @@ def write_store(
     interval_s: float = 5.0,
     end: float | None = None,
     seed: int = 7,
+    broker_connected: bool | None = True,
 ) -> StoreFacts:
-    """Write ``checkpoints`` checkpoints of a growing model, the last one at ``end`` (now)."""
+    """Write ``checkpoints`` checkpoints of a growing model, the last one at ``end`` (now).
+
+    ``broker_connected`` is what the last checkpoint says about the broker.
+    """
     rng = np.random.default_rng(seed)
     end = time.time() if end is None else end
     writer = StoreWriter(path)
@@ -172,6 +176,8 @@ def write_store(
                     history_added=history,
                     history_removed=[],
                     rejected=rejected,
+                    broker_connected=broker_connected if c == checkpoints - 1 else True,
+                    stalled_since=None if broker_connected is not False else t - 20.0,
                 )
             )
         names = {item: _title(int(item)) for item in items}

@@ -87,6 +87,13 @@ def test_live_page_says_when_the_engine_is_stalled_or_stopped(tmp_path, monkeypa
     assert any(m.label == "Events/s (last interval)" for m in at.metric)
 
 
+def test_live_page_says_when_the_engine_cannot_reach_the_broker(tmp_path, monkeypatch):
+    facts = write_store(tmp_path / "reco.db", broker_connected=False)
+    at = open_page(facts.path, "Live", monkeypatch)
+    assert "Broker unreachable" in at.markdown[0].value
+    assert "cannot reach the broker since " in at.markdown[1].value
+
+
 def test_live_window_choice_survives_a_rerun(store, monkeypatch):
     at = open_page(store.path, "Live", monkeypatch)
     at.segmented_control(key="live_window").set_value("5 min").run()

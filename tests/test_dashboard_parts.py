@@ -42,6 +42,12 @@ def test_engine_status_follows_the_age_of_the_last_checkpoint(age_s, interval_s,
     assert engine_status(age_s, interval_s).state == state
 
 
+def test_a_running_engine_without_its_broker_is_not_called_alive():
+    assert engine_status(2.0, 5.0, broker_connected=False).label == "Broker unreachable"
+    assert engine_status(2.0, 5.0, broker_connected=None).state == "alive"
+    assert engine_status(3600.0, 5.0, broker_connected=False).state == "stopped"
+
+
 def test_status_thresholds_are_a_few_checkpoints_and_a_minute():
     assert ALIVE_MIN_S == 15.0
     assert STOPPED_AFTER_S == 60.0

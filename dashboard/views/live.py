@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, components, loaders
-from dashboard.status import engine_status
+from dashboard.status import NO_BROKER, engine_status
 from dashboard.text import ago, count, local_time
 
 RECENT_S = 300.0  # deltas and sparklines look this far back, seconds
@@ -30,12 +30,17 @@ def headline() -> None:
         return
     age = time.time() - checkpoint.time
     interval = checkpoint.interval
-    status = engine_status(age, interval.interval_s)
+    status = engine_status(age, interval.interval_s, checkpoint.broker_connected)
+    explanation = status.explanation
+    if status is NO_BROKER and checkpoint.stalled_since:
+        explanation = (
+            f"the engine runs but cannot reach the broker since "
+            f"{local_time(checkpoint.stalled_since)}, so no events arrive"
+        )
     with st.container(horizontal=True, vertical_alignment="center"):
         st.badge(status.label, icon=status.icon, color=status.color)
         st.markdown(
-            f"Last checkpoint **{ago(age)}** at {local_time(checkpoint.time)} — "
-            f"{status.explanation}."
+            f"Last checkpoint **{ago(age)}** at {local_time(checkpoint.time)} — {explanation}."
         )
 
     previous = recent.iloc[-2] if len(recent) >= 2 else None

@@ -27,6 +27,7 @@ def headline() -> None:
         "Recall@10, model",
         _percent(model_recall),
         border=True,
+        height="stretch",
         help="Cumulative prequential recall@10: the share of evaluated positive events "
         "whose item the model had in its top 10 just before learning it.",
     )
@@ -34,6 +35,7 @@ def headline() -> None:
         "Recall@10, popularity",
         _percent(baseline_recall),
         border=True,
+        height="stretch",
         help="The same measure for recommending the most popular items to everyone.",
     )
     lift = model_recall / baseline_recall if model_recall is not None and baseline_recall else None
@@ -41,6 +43,7 @@ def headline() -> None:
         "Lift over baseline",
         "—" if lift is None else f"×{lift:.2f}",
         border=True,
+        height="stretch",
         **components.delta(None if lift is None else f"{lift - 1:+.0%}"),
         delta_description="recall vs popularity",
         help="Model recall@10 divided by the popularity baseline's; above ×1.00 the "
@@ -50,12 +53,14 @@ def headline() -> None:
         "Update time",
         _micros(interval.update_us),
         border=True,
+        height="stretch",
         help="Mean time to learn one positive event, latest interval.",
     )
     row[4].metric(
         "Evaluation time",
         _micros(interval.evaluate_us),
         border=True,
+        height="stretch",
         help="Mean time to rank the catalogue for one evaluated event, latest interval.",
     )
     st.caption(f"{checkpoint.totals.evaluated:,} events evaluated so far.")
