@@ -12,7 +12,7 @@ import faust
 from faust.transport.drivers.aiokafka import Consumer as KafkaConsumer
 
 from engine.runtime import EngineRuntime
-from engine.settings import SettingsError, load_settings
+from engine.settings import Settings, SettingsError, load_settings
 
 try:
     settings = load_settings()
@@ -55,7 +55,8 @@ class EngineApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        self.runtime = EngineRuntime(settings)
+        if getattr(self, "runtime", None) is None:  # a benchmark may have made it already
+            self.runtime = EngineRuntime(settings)
 
     async def on_stop(self) -> None:
         await super().on_stop()
@@ -64,22 +65,32 @@ class EngineApp(faust.App):
             runtime.final_checkpoint()
 
 
-app = EngineApp(
-    settings.group,
-    broker=settings.broker,
-    store="memory://",
-    datadir=str(settings.datadir),
-    topic_partitions=settings.partitions,
-    # The embedded broker holds a group join for half the session timeout:
-    # with these a worker joins in a few seconds instead of 30.
-    broker_session_timeout=6,
-    broker_rebalance_timeout=6,
-    broker_heartbeat_interval=1,
-    consumer_auto_offset_reset="earliest",
-    web_enabled=False,
-    web_host="127.0.0.1",
-    autodiscover=False,
-)
+def app_options(settings: Settings) -> dict:
+    """Faust settings shared by the engine and the benchmark's no-op consumer."""
+    return {
+        "broker": settings.broker,
+        "store": "memory://",
+        "datadir": str(settings.datadir),
+        "topic_partitions": settings.partitions,
+        # The embedded broker holds a group join for half the session timeout:
+        # with these a worker joins in a few seconds instead of 30.
+        "broker_session_timeout": 6,
+        "broker_rebalance_timeout": 6,
+        "broker_heartbeat_interval": 1,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": False,
+        "web_host": "127.0.0.1",
+        "autodiscover": False,
+    }
+
+
+def worker_argv(settings: Settings) -> list[str]:
+    """Arguments for ``app.main()`` to run a worker without Faust's web server."""
+    level = {"warning": "warn"}.get(settings.log_level.lower(), settings.log_level.lower())
+    return ["engine", "worker", "--without-web", "--loglevel", level]
+
+
+app = EngineApp(settings.group, **app_options(settings))
 
 events_topic = app.topic(
     settings.topic, value_serializer="raw", key_serializer="raw", partitions=settings.partitions

@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--quiet", action="store_true", help="no progress line")
     produce.set_defaults(run=_produce)
 
+    bench = commands.add_parser("bench", help="benchmarks; each prints JSON figures")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    pipeline = benches.add_parser("pipeline", help="engine vs a no-op Faust agent, real broker")
+    pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
+    pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
+    pipeline.set_defaults(run=_bench_pipeline)
+
     status = commands.add_parser("status", help="print the latest checkpoint as JSON")
     status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
     status.set_defaults(run=_status)
@@ -138,9 +145,9 @@ def _worker(args) -> int:
         while not wait_for_broker(settings.broker, timeout=2.0):
             pass
         log.info("broker at %s is reachable", settings.broker)
-    from engine.app import app
+    from engine.app import app, worker_argv
 
-    sys.argv = ["engine", "worker", "--without-web", "--loglevel", settings.log_level]
+    sys.argv = worker_argv(settings)
     app.main()
     return 0
 
@@ -196,6 +203,13 @@ def _synthetic_names(config) -> dict[str, str]:
     # Names for the items that exist at the start and those that will arrive
     # over a long demo; cheap, and the dashboard never shows a bare id.
     return SyntheticStream(config).item_names(config.initial_items + 5000)
+
+
+def _bench_pipeline(args) -> int:
+    from engine.bench import pipeline
+
+    pipeline.main(args.events, args.source)
+    return 0
 
 
 def _status(args) -> int:

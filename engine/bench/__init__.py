@@ -1,0 +1,1 @@
+"""Benchmarks: they print figures (JSON lines) and assert nothing."""

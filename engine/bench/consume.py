@@ -1,0 +1,90 @@
+"""One timed consumer run, in a process of its own: `python -m engine.bench.consume noop|engine`.
+
+Reads its settings from the environment like the engine (RECO_*), plus
+RECO_BENCH_EVENTS (stop after this many messages) and RECO_BENCH_RESULT (where
+to write the JSON result). The rate is measured from the first message handled
+to the last, so the group join and start-up are not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import sys
+import time
+
+
+class Stopwatch:
+    """Counts handled messages; at the last one, writes the result and stops the worker."""
+
+    def __init__(self, expected: int, result_path: str):
+        self.expected = expected
+        self.result_path = result_path
+        self.count = 0
+        self.first_at = 0.0
+
+    def tick(self) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.first_at = time.perf_counter()
+        if self.count == self.expected:
+            elapsed = time.perf_counter() - self.first_at
+            with open(self.result_path, "w") as f:
+                json.dump(
+                    {
+                        "events": self.count,
+                        "seconds": elapsed,
+                        "events_per_s": (self.count - 1) / elapsed if elapsed else None,
+                        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                    },
+                    f,
+                )
+            os.kill(os.getpid(), signal.SIGTERM)  # a clean stop: the engine checkpoints
+
+
+def run_noop(stopwatch: Stopwatch) -> None:
+    import faust
+
+    from engine.app import app_options
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    app = faust.App(settings.group, **app_options(settings))
+    topic = app.topic(settings.topic, value_serializer="raw", key_serializer="raw")
+
+    @app.agent(topic)
+    async def noop(stream):
+        async for _event in stream.events():
+            stopwatch.tick()
+
+    _start(app, settings)
+
+
+def run_engine(stopwatch: Stopwatch) -> None:
+    from engine.app import app, settings
+    from engine.runtime import EngineRuntime
+
+    app.runtime = EngineRuntime(settings)
+    processor = app.runtime.processor
+    process = processor.process
+
+    def timed_process(raw, partition=0, offset=-1):
+        process(raw, partition, offset)
+        stopwatch.tick()
+
+    processor.process = timed_process
+    _start(app, settings)
+
+
+def _start(app, settings) -> None:
+    from engine.app import worker_argv
+
+    sys.argv = worker_argv(settings)
+    app.main()
+
+
+if __name__ == "__main__":
+    watch = Stopwatch(int(os.environ["RECO_BENCH_EVENTS"]), os.environ["RECO_BENCH_RESULT"])
+    {"noop": run_noop, "engine": run_engine}[sys.argv[1]](watch)
