@@ -88,6 +88,19 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
     pipeline.set_defaults(run=_bench_pipeline)
 
+    evaluate = commands.add_parser(
+        "evaluate", help="replay a MovieLens file test-then-learn; print the figures as JSON"
+    )
+    evaluate.add_argument("--data", required=True, help="u.data, ratings.dat or ratings.csv")
+    evaluate.add_argument("--model", default=None, help="a model name (default: the engine's)")
+    evaluate.add_argument("--min-rating", type=float, default=5.0, help="positive if >= (5)")
+    evaluate.add_argument("--pretrain", type=float, default=0.2, help="batch-trained share (0.2)")
+    evaluate.add_argument("--holdout", type=float, default=0.1, help="then learned share (0.1)")
+    evaluate.add_argument("--epochs", type=int, default=1, help="passes over pretrain (1)")
+    evaluate.add_argument("--n", type=int, default=10, help="recall@n (10)")
+    evaluate.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    evaluate.set_defaults(run=_evaluate)
+
     status = commands.add_parser("status", help="print the latest checkpoint as JSON")
     status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
     status.set_defaults(run=_status)
@@ -209,6 +222,25 @@ def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
     pipeline.main(args.events, args.source)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from engine.evaluate import Protocol, evaluate_file
+    from engine.movielens import DatasetError
+    from engine.settings import DEFAULT_MODEL, MODELS
+
+    model = args.model or DEFAULT_MODEL
+    if model not in MODELS:
+        print(f"error: unknown model {model!r}; choose one of {', '.join(MODELS)}", file=sys.stderr)
+        return 2
+    try:
+        protocol = Protocol(args.min_rating, args.pretrain, args.holdout, args.epochs, args.n)
+        result = evaluate_file(args.data, model, protocol, seed=args.seed)
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
     return 0
 
 

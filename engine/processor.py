@@ -15,8 +15,9 @@ import numpy as np
 from engine.drift import factor_change, mean_jaccard
 from engine.evaluation import TOP_N, percentile_rank, rank_of
 from engine.events import Interaction, InvalidEvent, parse_event, preview
+from engine.features import FeatureTable
 from engine.history import UserHistory
-from engine.recommender import Recommender
+from engine.recommender import DEFAULT_MODEL, Recommender
 from engine.rows import GrowableRows
 from storage.ranking import top_n
 from storage.records import (
@@ -36,7 +37,7 @@ MAX_REJECTED_PER_INTERVAL = 10_000
 
 @dataclass(frozen=True)
 class ProcessorConfig:
-    model: str = "mf"
+    model: str = DEFAULT_MODEL
     model_params: dict | None = None
     min_rating: float = 4.0
     eval_fraction: float = 1.0
@@ -45,17 +46,27 @@ class ProcessorConfig:
     max_message_bytes: int = 64 * 1024
     seed: int = 42
     topic: str = "flurs-events"
+    top_n: int = TOP_N  # a hit is a true item ranked in the first top_n
+
+
+@dataclass
+class Timings:
+    """Wall time spent learning and evaluating since the processor started (seconds)."""
+
+    update_s: float = 0.0
+    updates: int = 0
+    evaluate_s: float = 0.0
+    evaluations: int = 0
 
 
 class StreamProcessor:
     """Turns messages into model updates, prequential metrics and checkpoints."""
 
-    def __init__(self, config: ProcessorConfig):
+    def __init__(self, config: ProcessorConfig, features: FeatureTable | None = None):
         self.config = config
+        self.features = features
         self.history = UserHistory(config.history_limit)
-        self.recommender = Recommender(
-            config.model, config.model_params, seed=config.seed, known_items=self.history.items
-        )
+        self.recommender = self._new_recommender(config.model, config.model_params)
         self.popularity = GrowableRows(0)  # positive events per item: the baseline
         self.totals = Totals()
         self.offsets: dict[int, int] = {}
@@ -67,6 +78,7 @@ class StreamProcessor:
         self._previous_items: np.ndarray | None = None
         self._previous_panel: dict[int, frozenset[int]] = {}
         self.percentile_sum = 0.0  # of evaluated events, for MPR
+        self.timings = Timings()
 
     # -- per message -------------------------------------------------------
 
@@ -83,7 +95,10 @@ class StreamProcessor:
         self.totals.accepted += 1
         self._interval.accepted += 1
         if event.rating >= self.config.min_rating:
-            self.observe(event, evaluate=self._rng.random() < self.config.eval_fraction)
+            # No draw when every event is evaluated: the tie-break stream then
+            # matches the evaluator's, which calls observe() directly.
+            fraction = self.config.eval_fraction
+            self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
 
     def observe(self, event: Interaction, evaluate: bool = True) -> None:
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
@@ -98,25 +113,39 @@ class StreamProcessor:
             self._evaluate(user, item)
         started = time.perf_counter()
         rec.learn(user, item)
-        self._update_s += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self._update_s += elapsed
         self._updates += 1
+        self.timings.update_s += elapsed
+        self.timings.updates += 1
         self.popularity.view[item] += 1.0
         self.history.add(user, item, event.timestamp, self.totals.positive)
         self._touched.add(user)
+
+    def learn_again(self, event: Interaction) -> None:
+        """Learn an already observed positive event once more (an extra training epoch).
+
+        Only the model learns: counts, histories and totals stay as they are.
+        """
+        rec = self.recommender
+        rec.learn_again(rec.register_user(event.user), rec.register_item(event.item))
 
     def _evaluate(self, user: int, item: int) -> None:
         started = time.perf_counter()
         known = self.history.items(user)
         rank, n_candidates = rank_of(self.recommender.scores(user), item, known, self._rng)
         popular_rank, _ = rank_of(self.popularity.view, item, known, self._rng)
-        self._evaluate_s += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self._evaluate_s += elapsed
+        self.timings.evaluate_s += elapsed
+        self.timings.evaluations += 1
         self.totals.evaluated += 1
         self._interval.evaluated += 1
         self.percentile_sum += percentile_rank(rank, n_candidates)
-        if rank < TOP_N:
+        if rank < self.config.top_n:
             self.totals.model_hits += 1
             self._interval.model_hits += 1
-        if popular_rank < TOP_N:
+        if popular_rank < self.config.top_n:
             self.totals.popular_hits += 1
             self._interval.popular_hits += 1
 
@@ -166,7 +195,7 @@ class StreamProcessor:
             totals=Totals(**vars(self.totals)),
             interval=interval,
             model=rec.model,
-            params=rec.params,
+            params=rec.export_params(),
             score_rule=rec.score_rule,
             n_users=rec.n_users,
             n_items=rec.n_items,
@@ -197,11 +226,14 @@ class StreamProcessor:
                 self.recommender.model,
             )
         self.history = UserHistory.restore(self.config.history_limit, state.histories)
-        self.recommender = Recommender(
-            state.model, state.params, seed=self.config.seed, known_items=self.history.items
-        )
+        self.recommender = self._new_recommender(state.model, state.params)
         self.recommender.load(
-            state.user_ids, state.item_ids, state.user_factors, state.item_factors, state.item_bias
+            state.user_ids,
+            state.item_ids,
+            state.user_factors,
+            state.item_factors,
+            state.item_bias,
+            self.history,
         )
         self.popularity = GrowableRows.from_array(state.item_counts)
         self.totals = Totals(**vars(checkpoint.totals))
@@ -213,6 +245,16 @@ class StreamProcessor:
         self._previous_items = state.item_factors
         self._previous_panel = self._panel_top_lists()
         self._reset_interval(time.time())
+
+    def _new_recommender(self, model: str, params: dict | None) -> Recommender:
+        return Recommender(
+            model,
+            params,
+            seed=self.config.seed,
+            known_items=self.history.items,
+            features=self.features,
+            history_limit=self.config.history_limit,
+        )
 
     def _panel_top_lists(self) -> dict[int, frozenset[int]]:
         """Top-10 lists of a fixed panel (the first users ever seen), seen items excluded."""

@@ -11,7 +11,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MODELS = ("mf", "bprmf", "popular")
+# Kept here, not imported from engine.recommender, so reading settings never loads FluRS;
+# a test checks the two agree.
+MODELS = ("hybrid", "popular", "mf", "bprmf", "userknn", "sketch", "fm")
+DEFAULT_MODEL = "hybrid"
 DEFAULT_BROKER = "kafka://127.0.0.1:19092"
 
 
@@ -26,7 +29,7 @@ class Settings:
     partitions: int = 1
     db: Path = Path("data/reco.db")
     group: str = "reco-engine"
-    model: str = "mf"
+    model: str = DEFAULT_MODEL
     model_params: dict = field(default_factory=dict)
     min_rating: float = 4.0
     eval_fraction: float = 1.0

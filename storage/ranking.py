@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-# dot:     u . V + b (BPR-MF, and models that add a per-item prior)
+# dot:     u . V + b (BPR-MF, FM, sketch, and models that add a per-item prior)
 # mf:      -|1 - u . V| (FluRS's incremental MF, which fits u . v to 1 for positives)
 # popular: b (the item's count of positive events; users play no part)
-SCORE_RULES = ("dot", "mf", "popular")
+# session: counts of positive events, overall, at the user's stage and next to
+#          the user's last items (see session_scores)
+SCORE_RULES = ("dot", "mf", "popular", "session")
+
+# Stages of a user's life, by how many positive events they had before: the
+# "session" rule counts each item's events per stage (0, 1, 2, 3-4, ..., 144+).
+STAGE_EDGES = (1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144)
+N_STAGES = len(STAGE_EDGES) + 1
 
 
 def score_items(
@@ -20,12 +27,52 @@ def score_items(
     """Score every item for one user; returns (n_items,) float, higher is better."""
     if rule == "popular" or user_vector is None:
         return item_bias.astype(np.float64, copy=True)
+    if rule == "session":
+        return session_scores(user_vector, item_factors, item_bias)
     dots = item_factors @ user_vector
     if rule == "dot":
         return dots + item_bias
     if rule == "mf":
         return -np.abs(1.0 - dots)
     raise ValueError(f"unknown score rule {rule!r}; expected one of {', '.join(SCORE_RULES)}")
+
+
+def stage_of(n_events: int) -> int:
+    """The stage (0 .. N_STAGES-1) of a user who had ``n_events`` positive events."""
+    return int(np.searchsorted(STAGE_EDGES, n_events, side="right"))
+
+
+def session_scores(
+    user_vector: np.ndarray, item_factors: np.ndarray, item_bias: np.ndarray
+) -> np.ndarray:
+    """The "session" rule: log-counts weighted by the user's stage and recent items.
+
+    With S = N_STAGES and M neighbour slots (width W = S + 2M):
+
+    - ``item_bias`` (n_items,): the item's positive events;
+    - item row: [events per stage (S) | neighbour indices (M) | co-occurrence
+      counts with them (M)] -- how often the item was liked close to each
+      neighbour in someone's sequence;
+    - user row: [weight per stage (S) | indices of the user's last items (M) |
+      their weights (M)], zero weights in unused slots.
+
+    score(j) = log(1 + b_j) + sum_s u_s log(1 + stage_counts[j, s])
+             + sum_l w_l log(1 + count of j among neighbours of recent item l).
+    Indices are stored as float32, exact below 2**24 items. Returns (n_items,) float64.
+    """
+    n_items, width = item_factors.shape
+    m = (width - N_STAGES) // 2
+    scores = np.log1p(item_bias.astype(np.float64))
+    for stage in np.flatnonzero(user_vector[:N_STAGES]).tolist():
+        scores += float(user_vector[stage]) * np.log1p(item_factors[:, stage].astype(np.float64))
+    weights = user_vector[N_STAGES + m :].astype(np.float64)
+    active = np.flatnonzero(weights)
+    if len(active) and n_items:
+        recent = item_factors[user_vector[N_STAGES + active].astype(np.int64)]
+        neighbours = recent[:, N_STAGES : N_STAGES + m].astype(np.int64)
+        counts = np.log1p(recent[:, N_STAGES + m :].astype(np.float64)) * weights[active, None]
+        scores += np.bincount(neighbours.ravel(), weights=counts.ravel(), minlength=n_items)
+    return scores
 
 
 def top_n(
