@@ -272,6 +272,8 @@ def running_dashboard(db: Path, log: Path, timeout_s: float = 30.0) -> Iterator[
         "false",
         "--server.fileWatcherType",
         "none",
+        "--client.toolbarMode",
+        "viewer",
     ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -112,7 +112,7 @@ def test_model_page_compares_model_with_popularity_and_marks_drift(store, monkey
     assert shown["Recall@10, popularity"] == f"{checkpoint.popular_recall_at_10:.1%}"
     lift = checkpoint.recall_at_10 / checkpoint.popular_recall_at_10
     assert shown["Lift over baseline"] == f"×{lift:.2f}"
-    assert shown["Update time"].endswith("µs/event")
+    assert shown["Update time per event"].endswith(" µs")
     titles = [chart["title"] for chart in charts(at)]
     assert titles == [
         "Cumulative recall@10",

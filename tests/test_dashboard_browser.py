@@ -118,7 +118,8 @@ def test_every_page_in_a_real_browser(tmp_path):
         expect(page.get_by_text("Events received")).to_be_visible()
 
         # Live: status, numbers, chart; the window choice survives refreshes.
-        expect(page.get_by_text("Engine alive")).to_be_visible()
+        if not demo:  # a copied store may come from an engine that has since stopped
+            expect(page.get_by_text("Engine alive")).to_be_visible()
         expect(page.locator('[data-testid="stMetric"]')).to_have_count(8)
         charts_drawn(1)
         five_minutes = page.get_by_role("radio", name="5 min", exact=True)
@@ -167,7 +168,8 @@ def test_every_page_in_a_real_browser(tmp_path):
 
         open_page("Data quality")
         expect(page.get_by_text("Latest rejected messages")).to_be_visible()
-        charts_drawn(1)
+        if not demo:  # the demo's producer may send no bad messages at all
+            charts_drawn(1)
         no_traceback()
         screenshot("data-quality")
         browser.close()

@@ -13,6 +13,18 @@ from dashboard.text import ago, count, local_time
 
 RECENT_S = 300.0  # deltas and sparklines look this far back, seconds
 
+
+def _spark(frame: pd.DataFrame, column: str) -> list[float] | None:
+    values = frame[column].dropna()
+    return values.tolist() if len(values) >= 2 else None
+
+
+def _change(value: int | None, previous: pd.Series | None, column: str) -> str | None:
+    if value is None or previous is None or pd.isna(previous[column]):
+        return None
+    return f"{value - int(previous[column]):+,}"
+
+
 config = components.settings()
 st.title("Live")
 components.checkpoint_or_stop(config)
@@ -125,17 +137,6 @@ def headline() -> None:
         help="Accepted events rated at or above the positive threshold; "
         "the model learns from these.",
     )
-
-
-def _spark(frame: pd.DataFrame, column: str) -> list[float] | None:
-    values = frame[column].dropna()
-    return values.tolist() if len(values) >= 2 else None
-
-
-def _change(value: int | None, previous: pd.Series | None, column: str) -> str | None:
-    if value is None or previous is None or pd.isna(previous[column]):
-        return None
-    return f"{value - int(previous[column]):+,}"
 
 
 headline()

@@ -6,6 +6,17 @@ import streamlit as st
 
 from dashboard import charts, components, loaders
 
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def _micros(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f} µs" if value >= 100 else f"{value:.1f} µs"
+
+
 config = components.settings()
 st.title("Model quality")
 components.checkpoint_or_stop(config)
@@ -50,28 +61,20 @@ def headline() -> None:
         "model recommends better than popularity.",
     )
     row[3].metric(
-        "Update time",
+        "Update time per event",
         _micros(interval.update_us),
         border=True,
         height="stretch",
         help="Mean time to learn one positive event, latest interval.",
     )
     row[4].metric(
-        "Evaluation time",
+        "Evaluation time per event",
         _micros(interval.evaluate_us),
         border=True,
         height="stretch",
         help="Mean time to rank the catalogue for one evaluated event, latest interval.",
     )
     st.caption(f"{checkpoint.totals.evaluated:,} events evaluated so far.")
-
-
-def _percent(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
-def _micros(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.1f} µs/event"
 
 
 headline()

@@ -11,6 +11,25 @@ from dashboard.text import count, local_time, shorten
 LATEST_REJECTED = 100
 PAYLOAD_CHARS = 120
 
+
+def _share(share: float | None) -> str:
+    if share is None:
+        return "—"
+    return "0%" if share == 0 else f"{share:.2%}"
+
+
+def rejected_table(events: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Time": [local_time(t) for t in events["time"]],
+            "Reason": events["reason"],
+            "Partition": events["partition"],
+            "Offset": events["offset"],
+            "Payload": [shorten(p, PAYLOAD_CHARS) for p in events["payload"]],
+        }
+    )
+
+
 config = components.settings()
 st.title("Data quality")
 components.checkpoint_or_stop(config)
@@ -30,20 +49,23 @@ def headline() -> None:
         "Rejected messages",
         count(totals.rejected),
         border=True,
+        height="stretch",
         **components.delta(f"+{interval.rejected:,}", "inverse"),
         delta_description=f"in the last {interval.interval_s:.0f} s interval",
         help="Messages that broke the event contract since the store was created.",
     )
     row[1].metric(
         "Share of all messages",
-        "—" if share is None else f"{share:.2%}",
+        _share(share),
         border=True,
+        height="stretch",
         help="Rejected messages divided by all messages received.",
     )
     row[2].metric(
         "Accepted messages",
         count(totals.accepted),
         border=True,
+        height="stretch",
         **components.delta(f"+{interval.accepted:,}"),
         delta_description=f"in the last {interval.interval_s:.0f} s interval",
         help="Messages that met the contract and reached the model.",
@@ -98,18 +120,6 @@ def rejected() -> None:
     st.caption(
         f"The {len(latest)} newest rejected messages, newest first; payloads are cut "
         f"at {PAYLOAD_CHARS} characters."
-    )
-
-
-def rejected_table(events: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "Time": [local_time(t) for t in events["time"]],
-            "Reason": events["reason"],
-            "Partition": events["partition"],
-            "Offset": events["offset"],
-            "Payload": [shorten(p, PAYLOAD_CHARS) for p in events["payload"]],
-        }
     )
 
 
