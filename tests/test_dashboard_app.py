@@ -102,6 +102,18 @@ def test_live_window_choice_survives_a_rerun(store, monkeypatch):
     assert not at.exception
 
 
+@pytest.mark.parametrize(
+    ("page", "key"),
+    [("Live", "live_window"), ("Model", "model_window"), ("Data quality", "quality_window")],
+)
+@pytest.mark.parametrize("window", ["5 min", "All"])
+def test_every_window_draws_without_errors(store, monkeypatch, page, key, window):
+    at = open_page(store.path, page, monkeypatch)
+    at.segmented_control(key=key).set_value(window).run()
+    assert not at.exception
+    assert charts(at)
+
+
 def test_model_page_compares_model_with_popularity_and_marks_drift(store, monkeypatch):
     monkeypatch.setenv("RECO_DRIFT_THRESHOLD", "0.1")
     at = open_page(store.path, "Model", monkeypatch)

@@ -15,6 +15,7 @@ import io
 import os
 import shutil
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,13 @@ def test_every_page_in_a_real_browser(tmp_path):
         README_SHOTS.mkdir(parents=True, exist_ok=True)
         for name, path in shots.items():
             shutil.copyfile(path, README_SHOTS / f"{name}.png")
+
+
+def test_without_chromium_the_browser_test_skips_locally_but_fails_in_ci(monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules[__name__], "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        browser_or_skip()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
+        browser_or_skip()
