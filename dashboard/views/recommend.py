@@ -31,6 +31,8 @@ class Lookup:
 
 def look_up(path: str, checkpoint_id: int, user: str, n: int) -> Lookup:
     """Recommendations and history for ``user``, or a Lookup saying what is wrong with the id."""
+    if not user.strip():
+        return Lookup(user=user, n=n, problem="Type a user id, or pick one of the known users.")
     try:
         user = loaders.check_user_id(user)
     except ValueError as exc:
