@@ -59,11 +59,12 @@ run_demo() {
     fi
     "$PYTHON" -m engine worker &
     pids=($! "${pids[@]}")
-    "$PYTHON" -m engine produce --source synthetic --rate "${RECO_DEMO_RATE:-300}" --quiet &
+    "$PYTHON" -m engine produce --source synthetic --rate "${RECO_DEMO_RATE:-300}" \
+        --malformed 0.01 --quiet &
     pids=($! "${pids[@]}")
     "$PYTHON" -m streamlit run dashboard/app.py --server.headless true \
         --server.address 127.0.0.1 --server.port "$dashboard_port" \
-        --browser.gatherUsageStats false >/dev/null &
+        --browser.gatherUsageStats false --client.toolbarMode viewer >/dev/null &
     pids=($! "${pids[@]}")
     echo "Dashboard: http://127.0.0.1:$dashboard_port   (Ctrl-C stops everything)" >&2
     wait -n "${pids[@]}" || true
