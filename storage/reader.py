@@ -69,6 +69,8 @@ class StoreReader:
         When more than ``max_points`` intervals match, neighbours are merged into
         equal time buckets so a chart never gets more than ``max_points`` points.
         """
+        if max_points < 2:
+            raise ValueError(f"max_points must be at least 2, got {max_points}")
         with self._read() as conn:
             first, last, count = conn.execute(
                 "SELECT MIN(time), MAX(time), COUNT(*) FROM checkpoints WHERE time >= ?", [since]

@@ -157,6 +157,8 @@ def test_metrics_are_downsampled_for_charts(db_path):
     assert len(merged) <= 10
     assert sum(point.received for point in merged) == 100
     assert reader.metrics(since=1040.0)[0].time >= 1040.0
+    with pytest.raises(ValueError, match="max_points"):
+        reader.metrics(max_points=1)
 
 
 def test_checkpoint_is_all_or_nothing(db_path):
