@@ -209,6 +209,7 @@ class StreamProcessor:
             history_added=added,
             history_removed=removed,
             rejected=self._rejected,
+            rng_state=self._rng.bit_generator.state,
         )
         self._users_at_checkpoint, self._items_at_checkpoint = rec.n_users, rec.n_items
         self._touched = set()
@@ -245,6 +246,9 @@ class StreamProcessor:
         self._previous_items = state.item_factors
         self._previous_panel = self._panel_top_lists()
         self._reset_interval(time.time())
+        if checkpoint.rng_state is not None:
+            # The same tie-breaks and samples as an engine that never stopped.
+            self._rng.bit_generator.state = checkpoint.rng_state
 
     def _new_recommender(self, model: str, params: dict | None) -> Recommender:
         return Recommender(

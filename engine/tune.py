@@ -22,11 +22,13 @@ from engine.movielens import read_ratings
 
 # Small grids around values that learn on a stream; each point is one replay.
 GRIDS: dict[str, dict[str, list]] = {
+    # The hybrid's last round; earlier rounds (same protocol) settled window=3,
+    # context=3, decay=0.5 and neighbours=128 (see docs/results-quality.md).
     "hybrid": {
-        "co_weight": [1.0, 2.0, 3.0, 5.0],
-        "decay": [0.5, 0.8],
-        "stage_weight": [0.0, 0.5, 1.0],
-        "context": [3, 5, 10],
+        "co_weight": [2.0, 3.0, 5.0],
+        "profile": [20, 40, 60],
+        "profile_weight": [3.0, 5.0, 8.0],
+        "stage_weight": [0.5, 1.0],
     },
     "popular": {},
     "mf": {"k": [10, 32], "learn_rate": [0.02, 0.05, 0.1]},

@@ -6,6 +6,8 @@ and a score rule; a user is a vector ``u`` (k,). Higher scores rank first.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 # dot:     u . V + b (BPR-MF, FM, sketch, and models that add a per-item prior)
@@ -39,7 +41,7 @@ def score_items(
 
 def stage_of(n_events: int) -> int:
     """The stage (0 .. N_STAGES-1) of a user who had ``n_events`` positive events."""
-    return int(np.searchsorted(STAGE_EDGES, n_events, side="right"))
+    return bisect.bisect_right(STAGE_EDGES, n_events)
 
 
 def session_scores(

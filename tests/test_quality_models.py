@@ -105,7 +105,8 @@ def test_userknn_store_lookup_falls_back_to_popularity(tmp_path):
 
 def test_hybrid_state_is_bounded_per_item():
     history: dict[int, dict[int, None]] = {}
-    rec = Recommender("hybrid", {"neighbours": 4, "context": 2}, known_items=history.get)
+    params = {"neighbours": 4, "context": 2, "profile": 4}
+    rec = Recommender("hybrid", params, known_items=history.get)
     rng = np.random.default_rng(0)
     for _ in range(2000):
         user = rec.register_user(f"u{rng.integers(30)}")
