@@ -46,7 +46,16 @@ DEFAULT_MODEL = "hybrid"
 # pre-training and hold-out part of MovieLens 100k only (FluRS's own defaults
 # barely learn: MF with k=40, learn_rate=0.003 reaches recall@10 = 0.009).
 DEFAULT_PARAMS: dict[str, dict] = {
-    "hybrid": {},
+    "hybrid": {
+        "window": 3,
+        "context": 3,
+        "decay": 0.5,
+        "co_weight": 3.0,
+        "profile": 20,
+        "profile_weight": 8.0,
+        "stage_weight": 0.5,
+        "neighbours": 128,
+    },
     "popular": {},
     "mf": {"k": 10, "learn_rate": 0.1, "l2_reg": 0.01},
     "bprmf": {"k": 32, "learn_rate": 0.5, "l2_reg": 0.01},
