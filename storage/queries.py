@@ -10,18 +10,29 @@ import numpy as np
 from storage.codec import decode_array, decode_vector
 from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
 
-_CHECKPOINT_COLUMNS = (
+_CHECKPOINT_COLUMNS_0001 = (
     "id, time, model, params, topic, offsets, users, items, interval_s, received, accepted, "
     "positive, rejected, evaluated, model_hits, popular_hits, update_us, evaluate_us, lag, "
     "factor_change, panel_overlap, total_received, total_accepted, total_positive, "
     "total_rejected, total_evaluated, total_model_hits, total_popular_hits"
 )
+_CHECKPOINT_COLUMNS = _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state"
 
 
 def latest_checkpoint(conn: sqlite3.Connection) -> Checkpoint | None:
-    row = conn.execute(
-        f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1"
-    ).fetchone()
+    try:
+        row = conn.execute(
+            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such column" not in str(exc):
+            raise
+        # A store no engine of this version has opened yet (a reader cannot
+        # migrate it): its checkpoints say nothing about the broker.
+        row = conn.execute(
+            f"SELECT {_CHECKPOINT_COLUMNS_0001}, NULL, NULL, NULL FROM checkpoints "
+            "ORDER BY id DESC LIMIT 1"
+        ).fetchone()
     return _checkpoint_from_row(row) if row else None
 
 
@@ -48,8 +59,9 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         lag,
         factor_change,
         panel_overlap,
-        *totals,
+        *rest,
     ) = row
+    *totals, broker_connected, stalled_since, rng_state = rest
     return Checkpoint(
         id=id_,
         time=time,
@@ -75,6 +87,9 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         ),
         users=users,
         items=items,
+        broker_connected=None if broker_connected is None else bool(broker_connected),
+        stalled_since=stalled_since,
+        rng_state=None if rng_state is None else json.loads(rng_state),
     )
 
 

@@ -99,6 +99,9 @@ class CheckpointWrite:
     history_added: list[tuple[int, int, float, int]]  # (user, item, event time, seq)
     history_removed: list[tuple[int, int]]  # (user, item) evicted by the per-user bound
     rejected: list[RejectedEvent] = field(default_factory=list)
+    broker_connected: bool | None = None  # None: not known (e.g. written offline)
+    stalled_since: float | None = None  # Unix seconds the broker became unreachable
+    rng_state: dict | None = None  # the engine's random draws, to continue them on restore
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,16 @@ class Checkpoint:
     interval: IntervalMetrics
     users: int
     items: int
+    # The engine's view of the broker when it wrote this checkpoint; None for
+    # checkpoints written without a broker (offline evaluation, older stores).
+    broker_connected: bool | None = None
+    stalled_since: float | None = None  # Unix seconds; None while connected
+    rng_state: dict | None = None  # numpy bit generator state at the checkpoint
+
+    @property
+    def stalled(self) -> bool:
+        """True when the engine could not reach the broker at this checkpoint."""
+        return self.broker_connected is False
 
     @property
     def recall_at_10(self) -> float | None:

@@ -101,6 +101,23 @@ def initial(db: Database) -> None:
     )
 
 
+@migrations(name="0002_broker_status_and_draws")
+def broker_status_and_draws(db: Database) -> None:
+    _run_statements(
+        db,
+        """
+        -- Whether the engine could reach the broker when it wrote the checkpoint,
+        -- and since when it could not (Unix seconds; NULL while it can). Rows
+        -- written before this migration hold NULL in both: unknown.
+        ALTER TABLE checkpoints ADD COLUMN broker_connected INTEGER;
+        ALTER TABLE checkpoints ADD COLUMN stalled_since REAL;
+        -- The state of the engine's random draws (evaluation tie-breaks and
+        -- sampling) as JSON, so a restart continues them exactly.
+        ALTER TABLE checkpoints ADD COLUMN rng_state TEXT;
+        """,
+    )
+
+
 def _run_statements(db: Database, script: str) -> None:
     # executescript() would COMMIT the migration's transaction first, so each
     # statement runs on its own inside it. Comments go first: they may hold ';'.

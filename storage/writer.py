@@ -95,8 +95,9 @@ class StoreWriter:
             "items, interval_s, received, accepted, positive, rejected, evaluated, model_hits, "
             "popular_hits, update_us, evaluate_us, lag, factor_change, panel_overlap, "
             "total_received, total_accepted, total_positive, total_rejected, total_evaluated, "
-            "total_model_hits, total_popular_hits) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "total_model_hits, total_popular_hits, broker_connected, stalled_since, rng_state) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "?, ?, ?, ?, ?)",
             [
                 cp.time,
                 cp.topic,
@@ -120,6 +121,9 @@ class StoreWriter:
                 interval.factor_change,
                 interval.panel_overlap,
                 *asdict(totals).values(),
+                None if cp.broker_connected is None else int(cp.broker_connected),
+                cp.stalled_since,
+                None if cp.rng_state is None else json.dumps(cp.rng_state),
             ],
         )
         return cursor.lastrowid
