@@ -13,10 +13,17 @@ from storage.schema import MIGRATION_SET, migrations
 
 # A writer waits this long for a lock held by a reader's WAL snapshot.
 BUSY_TIMEOUT_MS = 5000
+# Bytes the WAL file is cut back to whenever SQLite resets it.
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def open_writable(path: str | Path) -> Database:
-    """Open (creating if needed) the store for the engine, migrated and in WAL mode."""
+    """Open (creating if needed) the store for the engine, migrated and in WAL mode.
+
+    An existing file is inspected read-only first: one that is not a store, or
+    a damaged store, raises StoreCorrupt and is left exactly as it was.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,18 +32,23 @@ def open_writable(path: str | Path) -> Database:
             f"cannot create the folder for the store {path}: {exc.strerror}; "
             "choose another --db / RECO_DB"
         ) from None
-    existed = path.exists() and path.stat().st_size > 0
+    if path.exists() and path.stat().st_size > 0:
+        _check_existing(path)
+    conn = None
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
         db = Database(conn)
-        _check_is_store(db, path, existed)
         db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
+        # After each WAL reset the file is cut back to this size, so one
+        # large checkpoint does not leave a large WAL behind for good.
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         migrations.apply(db)
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()
         raise StoreCorrupt(
-            f"{path} is not a readable store ({exc}); move it aside or "
-            "choose another --db / RECO_DB"
+            f"{path} is not a usable store ({exc}); move it aside or choose another --db / RECO_DB"
         ) from None
     return db
 
@@ -65,10 +77,47 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
-def _check_is_store(db: Database, path: Path, existed: bool) -> None:
-    # Reading the schema fails fast on a file that is not SQLite at all.
+def _check_existing(path: Path) -> None:
+    """Raise StoreCorrupt unless ``path`` is an intact store; reads only."""
+    with open(path, "rb") as file:
+        header = file.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise StoreCorrupt(
+            f"{path} is not an SQLite database, so not a store; move it aside or "
+            "choose another --db / RECO_DB"
+        )
+    # Without a WAL beside it there is nothing to recover: "immutable" reads the
+    # file alone and creates no -wal/-shm next to a file that may not be ours.
+    has_wal = path.with_name(path.name + "-wal").exists()
+    mode = "mode=ro" if has_wal else "mode=ro&immutable=1"
+    conn = None
+    try:
+        conn = sqlite3.connect(
+            f"file:{quote(str(path.resolve()))}?{mode}",
+            uri=True,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+        )
+        _check_is_store(Database(conn), path)
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorrupt(
+            f"{path} is not a readable store ({exc}); move it aside or "
+            "choose another --db / RECO_DB"
+        ) from None
+    finally:
+        if conn is not None:
+            conn.close()
+    if problems != ["ok"]:
+        lines = [line for line in problems[0].splitlines() if not line.startswith("***")]
+        raise StoreCorrupt(
+            f"{path} is damaged ({lines[0] if lines else problems[0]}); move it aside and "
+            "start a new store, or choose another --db / RECO_DB"
+        )
+
+
+def _check_is_store(db: Database, path: Path) -> None:
     tables = set(db.table_names())
-    if not existed or not tables:
+    if not tables:
         return
     if "_sqlite_migrations" not in tables:
         raise StoreCorrupt(

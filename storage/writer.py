@@ -10,7 +10,7 @@ import numpy as np
 
 from storage import queries
 from storage.codec import encode_array, encode_vector
-from storage.connection import open_writable
+from storage.connection import BUSY_TIMEOUT_MS, open_writable
 from storage.records import Checkpoint, CheckpointWrite, ModelState
 
 
@@ -79,6 +79,7 @@ class StoreWriter:
                 [(r.time, r.reason, r.partition, r.offset, r.payload) for r in cp.rejected],
             )
             self._prune(checkpoint_id, cp.time)
+        self._trim_wal()
         return checkpoint_id
 
     def put_item_names(self, names: dict[str, str]) -> None:
@@ -141,6 +142,20 @@ class StoreWriter:
             "INSERT INTO items (idx, id) VALUES (?, ?)",
             [(first_item + i, item_id) for i, item_id in enumerate(cp.new_item_ids)],
         )
+
+    def _trim_wal(self) -> None:
+        """Copy the WAL into the database and truncate it, unless a reader still needs it.
+
+        Without this the WAL only grows while readers keep it busy. The busy
+        timeout is lifted for the call: when a reader holds an old snapshot
+        SQLite answers "busy" at once, and the next checkpoint tries again, so
+        the engine never waits for a reader.
+        """
+        self.db.execute("PRAGMA busy_timeout=0")
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def _prune(self, checkpoint_id: int, now: float) -> None:
         self.db.execute(
