@@ -266,6 +266,16 @@ class HybridRecommender:
         rows = np.hstack([stages, ids, self._neighbour_counts.view])
         return rows, self._counts.view.copy()
 
+    def drift_rows(self, item_rows: np.ndarray) -> np.ndarray:
+        """Each item's share of all likes, split by stage: (n_items, N_STAGES) float32.
+
+        Counts only grow, so their change is growth; how the shares move is
+        the shift in what users like.
+        """
+        stages = np.asarray(item_rows[:, :N_STAGES], dtype=np.float32)
+        total = float(stages.sum())
+        return stages / total if total else stages
+
     def global_state(self) -> dict[str, np.ndarray]:
         return {}
 

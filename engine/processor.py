@@ -183,8 +183,9 @@ class StreamProcessor:
             1e6 * self._evaluate_s / interval.evaluated if interval.evaluated else None
         )
         interval.lag = lag
-        if self._previous_items is not None and item_factors.shape[1]:
-            interval.factor_change = factor_change(self._previous_items, item_factors)
+        drift_rows = rec.drift_rows(item_factors)
+        if self._previous_items is not None and drift_rows.shape[1]:
+            interval.factor_change = factor_change(self._previous_items, drift_rows)
         interval.panel_overlap = mean_jaccard(self._previous_panel, panel)
         touched = np.fromiter(sorted(self._touched), dtype=np.int64, count=len(self._touched))
         added, removed = self.history.drain_changes()
@@ -213,7 +214,7 @@ class StreamProcessor:
         )
         self._users_at_checkpoint, self._items_at_checkpoint = rec.n_users, rec.n_items
         self._touched = set()
-        self._previous_items = item_factors
+        self._previous_items = drift_rows
         self._previous_panel = panel
         self._reset_interval(now)
         return write
@@ -243,7 +244,7 @@ class StreamProcessor:
             len(state.user_ids),
             len(state.item_ids),
         )
-        self._previous_items = state.item_factors
+        self._previous_items = self.recommender.drift_rows(state.item_factors)
         self._previous_panel = self._panel_top_lists()
         self._reset_interval(time.time())
         if checkpoint.rng_state is not None:

@@ -792,6 +792,16 @@ class Recommender:
         rows, bias = self._flurs.export_items()
         return np.asarray(rows, dtype=np.float32), np.asarray(bias, dtype=np.float32)
 
+    def drift_rows(self, item_rows: np.ndarray) -> np.ndarray:
+        """Rows whose relative change between checkpoints is the model's drift.
+
+        The exported item rows for factor models; the hybrid's rows hold counts
+        and neighbour indices, so it gives each item's share of every stage's likes.
+        """
+        if hasattr(self._flurs, "drift_rows"):
+            return self._flurs.drift_rows(item_rows)
+        return item_rows
+
     def export_params(self) -> dict:
         """Hyper-parameters plus, for models with shared arrays (fm, sketch), their values."""
         state = self._flurs.global_state()

@@ -118,3 +118,16 @@ def test_hybrid_state_is_bounded_per_item():
     items, counts = rec.export_items()
     assert items.shape == (rec.n_items, 12 + 2 * 4)
     assert counts.sum() == 2000
+
+
+def test_hybrid_drift_is_a_share_not_a_count(db_path):
+    live = StreamProcessor(ProcessorConfig(model="hybrid", min_rating=4.0))
+    messages = synthetic_messages(1500)
+    for offset, raw in enumerate(messages[:750]):
+        live.process(raw, 0, offset)
+    live.checkpoint()
+    for offset, raw in enumerate(messages[750:], start=750):
+        live.process(raw, 0, offset)
+    drift = live.checkpoint().interval.factor_change
+    # Shares of the likes move; the raw counts doubled (a change of 1.0 and more).
+    assert drift is not None and 0.0 < drift < 0.8
