@@ -11,6 +11,7 @@ import sys
 import faust
 from faust.transport.drivers.aiokafka import Consumer as KafkaConsumer
 
+from engine.kafka import broker_credentials
 from engine.runtime import EngineRuntime
 from engine.settings import Settings, SettingsError, load_settings
 
@@ -81,6 +82,7 @@ def app_options(settings: Settings) -> dict:
         "web_enabled": False,
         "web_host": "127.0.0.1",
         "autodiscover": False,
+        "broker_credentials": broker_credentials(settings),
     }
 
 

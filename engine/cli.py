@@ -167,6 +167,7 @@ def _worker(args) -> int:
 
 def _produce(args) -> int:
     from engine import producer
+    from engine.kafka import client_options
     from engine.movielens import DatasetError
     from engine.synthetic import SyntheticConfig
 
@@ -197,6 +198,7 @@ def _produce(args) -> int:
             rate=args.rate,
             total=total,
             show_progress=None if not args.quiet else False,
+            options=client_options(settings),
         )
     )
     elapsed = time.monotonic() - started

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -50,12 +51,16 @@ async def send_messages(
     rate: float | None = None,
     total: int | None = None,
     show_progress: bool | None = None,
+    options: dict[str, Any] | None = None,
 ) -> int:
-    """Send ``messages`` in order, paced to ``rate`` events/s when given; returns the count."""
-    await declare_topic(broker, topic, partitions)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers(broker), linger_ms=5, max_batch_size=256 * 1024, acks=1
-    )
+    """Send ``messages`` in order, paced to ``rate`` events/s when given; returns the count.
+
+    ``options`` are aiokafka client arguments from engine.kafka.client_options
+    (TLS, SASL); by default a plaintext connection to ``broker``.
+    """
+    options = options or {"bootstrap_servers": bootstrap_servers(broker)}
+    await declare_topic(broker, topic, partitions, options)
+    producer = AIOKafkaProducer(**options, linger_ms=5, max_batch_size=256 * 1024, acks=1)
     await producer.start()
     progress = Progress(total, enabled=show_progress)
     started = time.monotonic()

@@ -42,6 +42,15 @@ class Settings:
     seed: int = 42
     datadir: Path = Path("data/faust")
     log_level: str = "info"
+    keep_rejected: int = 10_000  # rejected messages kept in the store, newest first
+    # Connection security for a real Kafka; the embedded broker speaks PLAINTEXT.
+    broker_security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str = ""  # PEM bundle of CAs to trust; empty: the system's
+    ssl_certfile: str = ""  # client certificate (PEM), for brokers that require one
+    ssl_keyfile: str = ""  # its private key, if not inside ssl_certfile
 
 
 # env var -> (field, parser)
@@ -64,6 +73,14 @@ _ENV = {
     "RECO_SEED": "seed",
     "RECO_DATADIR": "datadir",
     "RECO_LOG_LEVEL": "log_level",
+    "RECO_KEEP_REJECTED": "keep_rejected",
+    "RECO_BROKER_SECURITY_PROTOCOL": "broker_security_protocol",
+    "RECO_SASL_MECHANISM": "sasl_mechanism",
+    "RECO_SASL_USERNAME": "sasl_username",
+    "RECO_SASL_PASSWORD": "sasl_password",
+    "RECO_SSL_CAFILE": "ssl_cafile",
+    "RECO_SSL_CERTFILE": "ssl_certfile",
+    "RECO_SSL_KEYFILE": "ssl_keyfile",
 }
 ENV_FOR_FIELD = {name: env for env, name in _ENV.items()}
 
@@ -104,6 +121,53 @@ def validate(s: Settings) -> None:
         _fail("RECO_LOG_LEVEL", s.log_level, "use debug, info, warning or error")
     if s.db.exists() and s.db.is_dir():
         _fail("RECO_DB", s.db, "it is a folder; give a file path such as data/reco.db")
+    _positive("RECO_KEEP_REJECTED", s.keep_rejected)
+    _validate_security(s)
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def _validate_security(s: Settings) -> None:
+    protocol = s.broker_security_protocol
+    if protocol not in SECURITY_PROTOCOLS:
+        _fail(
+            "RECO_BROKER_SECURITY_PROTOCOL", protocol, f"use one of {', '.join(SECURITY_PROTOCOLS)}"
+        )
+    if protocol.startswith("SASL"):
+        if s.sasl_mechanism not in SASL_MECHANISMS:
+            _fail(
+                "RECO_SASL_MECHANISM", s.sasl_mechanism, f"use one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if not s.sasl_username or not s.sasl_password:
+            raise SettingsError(
+                f"RECO_BROKER_SECURITY_PROTOCOL={protocol} needs RECO_SASL_USERNAME and "
+                "RECO_SASL_PASSWORD"
+            )
+    elif s.sasl_username or s.sasl_password:
+        raise SettingsError(
+            "RECO_SASL_USERNAME/RECO_SASL_PASSWORD are set but "
+            f"RECO_BROKER_SECURITY_PROTOCOL={protocol} does not use them: "
+            "set it to SASL_SSL (or SASL_PLAINTEXT)"
+        )
+    tls_files = {
+        "RECO_SSL_CAFILE": s.ssl_cafile,
+        "RECO_SSL_CERTFILE": s.ssl_certfile,
+        "RECO_SSL_KEYFILE": s.ssl_keyfile,
+    }
+    for env, value in tls_files.items():
+        if not value:
+            continue
+        if not protocol.endswith("SSL"):
+            raise SettingsError(
+                f"{env} is set but RECO_BROKER_SECURITY_PROTOCOL={protocol} does not use TLS: "
+                "set it to SSL or SASL_SSL"
+            )
+        if not Path(value).is_file():
+            _fail(env, value, "no such file; give the path of a PEM file")
+    if s.ssl_keyfile and not s.ssl_certfile:
+        raise SettingsError("RECO_SSL_KEYFILE is set without RECO_SSL_CERTFILE")
 
 
 def _parse(env: str, raw: str, kind: type):
