@@ -12,10 +12,10 @@ log = logging.getLogger(__name__)
 @app.agent(events_topic)
 async def consume_events(stream):
     """Decode, evaluate and learn each message; bad ones are counted and kept, never raised."""
-    processor = app.runtime.processor
+    runtime = app.runtime
     async for event in stream.events():
         message = event.message
-        processor.process(message.value, message.partition, message.offset)
+        runtime.process(message.value, message.partition, message.offset)
 
 
 @app.timer(interval=settings.checkpoint_interval)

@@ -6,19 +6,29 @@ start it. Settings come from the environment (see engine.settings).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
+import time
 
 import faust
 from faust.transport.drivers.aiokafka import Consumer as KafkaConsumer
 
+from engine.broker import is_reachable
 from engine.kafka import broker_credentials
 from engine.runtime import EngineRuntime
 from engine.settings import Settings, SettingsError, load_settings
+from engine.throttle import throttle_library_logs
+from storage import StoreError
+
+log = logging.getLogger(__name__)
 
 try:
     settings = load_settings()
 except SettingsError as exc:
     sys.exit(f"error: {exc}")
+
+BROKER_RETRY_S = 2.0  # seconds between attempts to reach a broker that is not up yet
 
 
 class CheckpointSeekingConsumer(KafkaConsumer):
@@ -31,11 +41,31 @@ class CheckpointSeekingConsumer(KafkaConsumer):
 
     async def seek_to_committed(self):
         committed = dict(await super().seek_to_committed())
-        resume = self.app.runtime.resume_offsets()
-        for tp in self.assignment():
-            if tp.topic == settings.topic and tp.partition in resume:
-                await self._seek(tp, resume[tp.partition])
-                committed[tp] = resume[tp.partition]
+        runtime = self.app.runtime
+        ours = [tp for tp in self.assignment() if tp.topic == settings.topic]
+        if not ours:
+            return committed
+        try:
+            # What the broker holds now: a memory-only broker that restarted
+            # holds a new, shorter topic, and the checkpoint's offsets must be
+            # re-based onto it (see EngineRuntime.resume_position).
+            earliest = await self.earliest_offsets(*ours)
+            ends = await self.highwaters(*ours)
+        except Exception as exc:
+            log.warning(
+                "could not ask the broker for its offsets (%r); using the checkpoint's", exc
+            )
+            earliest, ends = {}, {}
+        resume = runtime.resume_offsets()
+        for tp in ours:
+            if tp in earliest and tp in ends:
+                offset = runtime.resume_position(tp.partition, earliest[tp], ends[tp])
+            elif tp.partition in resume:
+                offset = resume[tp.partition]
+            else:
+                continue
+            await self._seek(tp, offset)
+            committed[tp] = offset
         return committed
 
 
@@ -56,8 +86,37 @@ class EngineApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        throttle_library_logs()
         if getattr(self, "runtime", None) is None:  # a benchmark may have made it already
-            self.runtime = EngineRuntime(settings)
+            try:
+                self.runtime = EngineRuntime(settings)
+            except StoreError as exc:
+                # One line and exit code 2, as `python -m engine worker` does.
+                log.error("%s", exc)
+                raise SystemExit(2) from None
+        await self._wait_for_broker()
+
+    async def _wait_for_broker(self) -> None:
+        """Wait until the broker accepts connections, saying so, instead of failing to start."""
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(None, is_reachable, settings.broker):
+            return
+        log.warning(
+            "broker at %s is not reachable yet; retrying every %.0f s (start it, or point "
+            "RECO_BROKER at a running one)",
+            settings.broker,
+            BROKER_RETRY_S,
+        )
+        started = time.monotonic()
+        while not self.should_stop:
+            await asyncio.sleep(BROKER_RETRY_S)
+            if await loop.run_in_executor(None, is_reachable, settings.broker):
+                log.info(
+                    "broker at %s is reachable after %.0f s",
+                    settings.broker,
+                    time.monotonic() - started,
+                )
+                return
 
     async def on_stop(self) -> None:
         await super().on_stop()

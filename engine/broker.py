@@ -49,6 +49,22 @@ def host_port(broker_url: str) -> tuple[str, int]:
     return parsed.hostname or HOST, parsed.port or 9092
 
 
+def bootstrap_addresses(broker_url: str) -> list[tuple[str, int]]:
+    """Every (host, port) of a broker list such as 'kafka://a:9092;kafka://b:9092' or 'a:9092,b:9092'."""
+    addresses = []
+    for part in broker_url.replace(";", ",").split(","):
+        part = part.strip()
+        if part:
+            parsed = urlparse(part if "://" in part else f"kafka://{part}")
+            addresses.append((parsed.hostname or HOST, parsed.port or 9092))
+    return addresses
+
+
+def is_reachable(broker_url: str, timeout: float = 1.0) -> bool:
+    """True when at least one of the broker's bootstrap addresses accepts a TCP connection."""
+    return any(is_listening(host, port, timeout) for host, port in bootstrap_addresses(broker_url))
+
+
 def is_listening(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):

@@ -144,7 +144,6 @@ def _wait_for_broker(args) -> int:
 
 
 def _worker(args) -> int:
-    from engine.broker import wait_for_broker
     from storage import StoreError, StoreWriter
 
     settings = _apply_flags(args)
@@ -153,11 +152,8 @@ def _worker(args) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not wait_for_broker(settings.broker, timeout=1.0):
-        log.warning("broker at %s is not reachable yet; retrying every 2 s", settings.broker)
-        while not wait_for_broker(settings.broker, timeout=2.0):
-            pass
-        log.info("broker at %s is reachable", settings.broker)
+    # A broker that is not up yet is waited for by the app itself (engine.app),
+    # so `faust -A engine.app worker` behaves the same.
     from engine.app import app, worker_argv
 
     sys.argv = worker_argv(settings)

@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
-from engine.checkpointer import Checkpointer
+from engine.broker import is_reachable
+from engine.checkpointer import Checkpointer, CheckpointFailed
 from engine.processor import ProcessorConfig, StreamProcessor
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class BrokerWatch:
+    """Whether the broker accepts connections, and since when it has not (Unix seconds)."""
+
+    def __init__(self, broker_url: str):
+        self.broker_url = broker_url
+        self.connected: bool | None = None
+        self.stalled_since: float | None = None
+
+    async def check(self) -> bool:
+        """Probe the broker's bootstrap addresses (off the event loop); log changes."""
+        reachable = await asyncio.get_running_loop().run_in_executor(
+            None, is_reachable, self.broker_url
+        )
+        self.record(reachable)
+        return reachable
+
+    def record(self, reachable: bool, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        if reachable and self.stalled_since is not None:
+            log.info(
+                "broker at %s is reachable again after %.0f s; resuming",
+                self.broker_url,
+                now - self.stalled_since,
+            )
+            self.stalled_since = None
+        elif not reachable and self.stalled_since is None:
+            self.stalled_since = now
+            log.warning(
+                "broker at %s is unreachable; keeping the model and retrying "
+                "(checkpoints go on, marked as stalled)",
+                self.broker_url,
+            )
+        self.connected = reachable
 
 
 class EngineRuntime:
@@ -34,7 +71,10 @@ class EngineRuntime:
             settings.db,
             keep_snapshots=settings.keep_snapshots,
             metrics_retention_s=settings.metrics_retention,
+            keep_rejected=settings.keep_rejected,
         )
+        self.broker = BrokerWatch(settings.broker)
+        self.redelivered = 0  # messages seen again after a seek back; not counted twice
         latest = self.checkpointer.open()
         if latest is None:
             log.info(
@@ -61,17 +101,92 @@ class EngineRuntime:
                 checkpoint.offsets,
             )
 
+    def process(self, value: bytes | None, partition: int, offset: int) -> None:
+        """Count and learn one message, unless the model already holds it.
+
+        Offsets below the next expected one come again after a seek back or a
+        rebalance; they are in the model already, so they are skipped: this is
+        what keeps a redelivery from counting twice.
+        """
+        expected = self.processor.offsets.get(partition)
+        if expected is not None:
+            if offset < expected:
+                self.redelivered += 1
+                return
+            if offset > expected:
+                log.warning(
+                    "partition %d: offsets %d to %d never arrived (deleted by the broker's "
+                    "retention?); continuing at %d",
+                    partition,
+                    expected,
+                    offset - 1,
+                    offset,
+                )
+        self.processor.process(value, partition, offset)
+
     def resume_offsets(self) -> dict[int, int]:
         """Partition -> next offset to consume, as far as this process has got."""
         return dict(self.processor.offsets)
 
+    def resume_position(self, partition: int, earliest: int, end: int) -> int:
+        """Where to start ``partition``, given the offsets the broker holds (earliest .. end-1).
+
+        Normally the checkpoint's offset. A checkpoint offset beyond the end
+        means the topic was deleted and created again (the memory-only broker
+        restarted): its offsets count from 0 again, so the engine re-bases to
+        the new start instead of waiting for offsets that will hold other
+        events. One below the earliest means the events in between are gone.
+        """
+        stored = self.processor.offsets.get(partition)
+        if stored is None:
+            return earliest
+        if stored > end:
+            log.warning(
+                "partition %d of %s ends at offset %d, before the checkpoint's %d: the topic "
+                "was re-created (did the broker restart?). Events before the restart are gone "
+                "from the broker; counting the new ones from offset %d, the model stays",
+                partition,
+                self.settings.topic,
+                end,
+                stored,
+                earliest,
+            )
+            self.processor.offsets[partition] = earliest
+            return earliest
+        if stored < earliest:
+            log.warning(
+                "partition %d of %s: offsets %d to %d are gone from the broker (retention); "
+                "resuming at %d",
+                partition,
+                self.settings.topic,
+                stored,
+                earliest - 1,
+                earliest,
+            )
+            self.processor.offsets[partition] = earliest
+            return earliest
+        return stored
+
     async def checkpoint(self, lag: int | None = None) -> None:
+        """Write a checkpoint; a failed write is logged and retried with the next one."""
         started = time.perf_counter()
         write = self.processor.checkpoint(lag=lag)
-        checkpoint_id = await self.checkpointer.write(write)
+        if write.interval.received == 0 or self.broker.stalled_since is not None:
+            # Events flowing prove the broker is there; probe only when they do not.
+            await self.broker.check()
+        else:
+            self.broker.record(True)
+        write.broker_connected = self.broker.connected
+        write.stalled_since = self.broker.stalled_since
+        try:
+            checkpoint_id = await self.checkpointer.write(write)
+        except CheckpointFailed:
+            raise
+        except Exception:
+            return  # the checkpointer logged it and keeps the write for the next attempt
         log.info(
             "checkpoint %d: %d events (+%d), %d users, %d items, recall@10 %s vs "
-            "popular %s, %.0f ms",
+            "popular %s%s, %.0f ms",
             checkpoint_id,
             write.totals.received,
             write.interval.received,
@@ -79,13 +194,22 @@ class EngineRuntime:
             write.n_items,
             _fmt(write.totals.model_hits, write.totals.evaluated),
             _fmt(write.totals.popular_hits, write.totals.evaluated),
+            ", broker unreachable" if self.broker.stalled_since is not None else "",
             1000 * (time.perf_counter() - started),
         )
 
     def final_checkpoint(self) -> None:
         write = self.processor.checkpoint()
-        checkpoint_id = self.checkpointer.write_now(write)
-        log.info("final checkpoint %d: %d events in total", checkpoint_id, write.totals.received)
+        write.broker_connected = self.broker.connected
+        write.stalled_since = self.broker.stalled_since
+        try:
+            checkpoint_id = self.checkpointer.write_now(write)
+        except Exception as exc:
+            log.error("final checkpoint not written (%s); a restart resumes from the last one", exc)
+        else:
+            log.info(
+                "final checkpoint %d: %d events in total", checkpoint_id, write.totals.received
+            )
         self.checkpointer.close()
 
 

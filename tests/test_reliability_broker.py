@@ -1,0 +1,127 @@
+"""Broker faults: a 30 s outage mid-stream, and an engine started before its broker.
+
+Each test runs its own embedded broker, so stopping it touches no other test.
+The embedded broker keeps everything in memory: after a restart its topics
+are empty and their offsets start at 0 again.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from engine.broker import EmbeddedBroker
+from tests.reliability_support import (
+    PYTHON,
+    KnownStream,
+    Worker,
+    engine_env_with,
+    latest,
+    send,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_S = 30
+
+
+def _messages(stream: KnownStream, n: int) -> tuple[list[bytes], int]:
+    """``n`` messages and how many of them are positive."""
+    batch = [stream.next() for _ in range(n)]
+    return [message for message, _ in batch], sum(kind == "positive" for _, kind in batch)
+
+
+@pytest.mark.slow
+def test_a_broker_outage_is_reported_survived_and_counted_once(engine_env, tmp_path):
+    db = tmp_path / "reco.db"
+    stream = KnownStream(seed=21)
+    before, positive_before = _messages(stream, 2000)
+    after, positive_after = _messages(stream, 1200)
+    broker = EmbeddedBroker().start()
+    env = engine_env_with(engine_env, RECO_BROKER=broker.url)
+    worker = Worker(env, tmp_path / "worker.log").start()
+    try:
+        send(broker.url, env["RECO_TOPIC"], before)
+        ahead = wait_for(
+            lambda: (c := latest(db)) and c.totals.received == len(before) and c,
+            90,
+            "the events sent before the outage",
+        )
+        assert ahead.broker_connected is True and ahead.stalled_since is None
+
+        broker.stop()
+        down_at = time.time()
+        stalled = wait_for(
+            lambda: (c := latest(db)) and c.broker_connected is False and c,
+            OUTAGE_S - 5,
+            "a checkpoint that reports the outage",
+        )
+        assert down_at - 2 <= stalled.stalled_since <= time.time()
+        while time.time() < down_at + OUTAGE_S:
+            assert worker.alive(), worker.output()[-3000:]
+            time.sleep(1)
+        during = latest(db)
+        assert during.id > stalled.id  # checkpoints went on through the outage
+        assert during.broker_connected is False and during.stalled_since == stalled.stalled_since
+        assert during.totals.received == len(before)
+
+        broker = EmbeddedBroker(broker.port).start()
+        # The restarted broker has forgotten the topic; the producer creates it anew.
+        send(broker.url, env["RECO_TOPIC"], after)
+        final = wait_for(
+            lambda: (c := latest(db)) and c.totals.received >= len(before) + len(after) and c,
+            120,
+            "the events sent after the outage",
+        )
+        time.sleep(3)  # anything counted twice would show up by now
+        final = latest(db)
+        assert worker.terminate() == 0
+    finally:
+        worker.stop_quietly()
+        broker.stop()
+    output = worker.output()
+    assert final.totals.received == len(before) + len(after)
+    assert final.totals.positive == positive_before + positive_after
+    assert final.users >= ahead.users  # the model was kept, not started again
+    assert final.broker_connected is True and final.stalled_since is None
+    assert "is unreachable" in output and "reachable again" in output
+    assert "the topic was re-created" in output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [PYTHON, "-m", "engine", "worker"],
+        [PYTHON, "-m", "faust", "-A", "engine.app", "worker", "--without-web"],
+    ],
+    ids=["python-m-engine", "faust-A"],
+)
+def test_a_worker_started_before_its_broker_waits_and_then_runs(engine_env, tmp_path, command):
+    db = tmp_path / "reco.db"
+    broker = EmbeddedBroker()  # a free port, nothing listening on it yet
+    env = engine_env_with(engine_env, RECO_BROKER=broker.url)
+    worker = Worker(env, tmp_path / "worker.log", command).start()
+    try:
+        wait_for(
+            lambda: "is not reachable yet" in worker.output(), 60, "the waiting line", every=0.5
+        )
+        time.sleep(3)
+        assert worker.alive(), worker.output()[-3000:]
+        broker.start()
+        messages, _ = _messages(KnownStream(seed=4), 500)
+        send(broker.url, env["RECO_TOPIC"], messages)
+        wait_for(
+            lambda: (c := latest(db)) and c.totals.received == len(messages),
+            90,
+            "the events",
+        )
+        assert worker.terminate() == 0
+    finally:
+        worker.stop_quietly()
+        broker.stop()
+    output = worker.output()
+    assert "Traceback" not in output
+    assert output.count("is not reachable yet") == 1
