@@ -10,7 +10,14 @@ import os
 import sys
 import time
 
-from engine.settings import DEFAULT_BROKER, ENV_FOR_FIELD, SettingsError, load_settings
+from engine.settings import (
+    DEFAULT_BROKER,
+    DEFAULT_MODEL,
+    ENV_FOR_FIELD,
+    MODELS,
+    SettingsError,
+    load_settings,
+)
 
 log = logging.getLogger("engine")
 
@@ -45,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run the engine (Faust worker)")
     _add_common(worker)
-    worker.add_argument("--model", help="mf, bprmf or popular (env RECO_MODEL, default mf)")
+    worker.add_argument(
+        "--model", help=f"{', '.join(MODELS)} (env RECO_MODEL, default {DEFAULT_MODEL})"
+    )
     worker.add_argument("--min-rating", help="positive feedback threshold (RECO_MIN_RATING, 4)")
     worker.add_argument("--eval-fraction", help="share of events evaluated (RECO_EVAL_FRACTION, 1)")
     worker.add_argument(
@@ -81,13 +90,6 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--quiet", action="store_true", help="no progress line")
     produce.set_defaults(run=_produce)
 
-    bench = commands.add_parser("bench", help="benchmarks; each prints JSON figures")
-    benches = bench.add_subparsers(dest="bench", required=True)
-    pipeline = benches.add_parser("pipeline", help="engine vs a no-op Faust agent, real broker")
-    pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
-    pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
-    pipeline.set_defaults(run=_bench_pipeline)
-
     evaluate = commands.add_parser(
         "evaluate", help="replay a MovieLens file test-then-learn; print the figures as JSON"
     )
@@ -100,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=10, help="recall@n (10)")
     evaluate.add_argument("--seed", type=int, default=42, help="random seed (42)")
     evaluate.set_defaults(run=_evaluate)
+
+    bench = commands.add_parser("bench", help="benchmarks; each prints JSON figures")
+    benches = bench.add_subparsers(dest="bench", required=True)
+    pipeline = benches.add_parser("pipeline", help="engine vs a no-op Faust agent, real broker")
+    pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
+    pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
+    pipeline.set_defaults(run=_bench_pipeline)
 
     status = commands.add_parser("status", help="print the latest checkpoint as JSON")
     status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
@@ -216,13 +225,6 @@ def _synthetic_names(config) -> dict[str, str]:
     return SyntheticStream(config).item_names(config.initial_items + 5000)
 
 
-def _bench_pipeline(args) -> int:
-    from engine.bench import pipeline
-
-    pipeline.main(args.events, args.source)
-    return 0
-
-
 def _evaluate(args) -> int:
     from engine.evaluate import Protocol, evaluate_file
     from engine.movielens import DatasetError
@@ -239,6 +241,13 @@ def _evaluate(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result))
+    return 0
+
+
+def _bench_pipeline(args) -> int:
+    from engine.bench import pipeline
+
+    pipeline.main(args.events, args.source)
     return 0
 
 

@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from engine.settings import DEFAULT_MODEL
 from storage import (
     NoCheckpoint,
     StoreCorrupt,
@@ -72,7 +73,7 @@ def test_checkpoint_holds_counts_offsets_and_model(db_path):
     assert checkpoint.totals.rejected == 1
     assert checkpoint.offsets == {0: len(EVENTS) + 1}
     assert (checkpoint.users, checkpoint.items) == (4, 3)
-    assert checkpoint.model == "mf"
+    assert checkpoint.model == DEFAULT_MODEL
     rejected = StoreReader(db_path).rejected_events()
     assert [(r.reason, r.offset, r.payload) for r in rejected] == [
         ("not valid JSON", len(EVENTS), "{broken")
