@@ -99,7 +99,9 @@ class StoreReader:
     def recommend(self, user: str, n: int = 10) -> Recommendations:
         """Top-``n`` items for ``user`` from the latest checkpoint, seen items excluded.
 
-        An unknown user gets the most popular items, with ``fallback=True``.
+        An unknown user gets the most popular items, with ``fallback=True``; so
+        does every user of a model whose state the store cannot rank from (its
+        snapshot says rule "popular" though the model is not popularity).
         """
         user = validate_user_id(user)
         if not 1 <= n <= MAX_N:
@@ -127,7 +129,7 @@ class StoreReader:
                 )
                 scores_all = score_items(rule, decode_vector(blob), item_factors, item_bias)
                 best, scores = top_n(scores_all, n, exclude=seen)
-                fallback = False
+                fallback = rule == "popular" and checkpoint.model != "popular"
             names = _item_ids_and_names(conn, best)
         items = [
             RecommendedItem(rank=rank, item=names[idx][0], name=names[idx][1], score=float(score))

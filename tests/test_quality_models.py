@@ -101,6 +101,7 @@ def test_userknn_store_lookup_falls_back_to_popularity(tmp_path):
     known = np.fromiter(live.history.items(user), dtype=np.int64)
     best, _ = top_n(counts, TOP_N, exclude=known)
     assert [item.item for item in stored.items] == [live.recommender.item_ids[i] for i in best]
+    assert stored.fallback and stored.model == "popular"  # labelled as what it is
 
 
 def test_hybrid_state_is_bounded_per_item():
