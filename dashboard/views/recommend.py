@@ -62,9 +62,15 @@ def show(lookup: Lookup) -> None:
     recommendations = lookup.recommendations
     shown_user = escape_markdown(shorten(lookup.user, 60))
     if recommendations.fallback:
+        known = lookup.history is not None and not lookup.history.empty
+        why = (
+            "is known, but the store cannot rank for this model on its own"
+            if known
+            else "is not in the model yet"
+        )
         st.info(
-            f"User **{shown_user}** is not in the model yet, so these are the most popular "
-            "items (popularity fallback), not personal recommendations.",
+            f"User **{shown_user}** {why}, so these are the most popular items "
+            "(popularity fallback), not personal recommendations.",
             icon=":material/trending_up:",
         )
     left, right = st.columns([3, 2], gap="large")
