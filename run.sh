@@ -10,7 +10,7 @@ PYTHON="$VENV/bin/python"
 
 ensure_venv() {
     # $1: the requirements file to install. Reinstalls only when it changed.
-    local requirements="$1" stamp="$VENV/.installed-$(basename "$1")"
+    local requirements="$1" stamp="$VENV/.installed-${1//\//-}"
     if [ ! -x "$PYTHON" ]; then
         local base
         base="$(command -v python3.11 || command -v python3)"
@@ -18,15 +18,15 @@ ensure_venv() {
             || { echo "Python 3.11 or newer is needed (found $("$base" --version))" >&2; exit 1; }
         "$base" -m venv "$VENV"
     fi
-    if [ ! -f "$stamp" ] || ! cmp -s "$stamp" <(cat requirements*.txt); then
+    if [ ! -f "$stamp" ] || ! cmp -s "$stamp" <(cat requirements.txt tests/requirements.txt); then
         echo "Installing $requirements into $VENV ..." >&2
         "$PYTHON" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-        cat requirements*.txt > "$stamp"
+        cat requirements.txt tests/requirements.txt > "$stamp"
     fi
 }
 
 run_tests() {
-    ensure_venv requirements-test.txt
+    ensure_venv tests/requirements.txt
     "$PYTHON" -m ruff check .
     "$PYTHON" -m ruff format --check .
     "$PYTHON" -m pytest "$@"
