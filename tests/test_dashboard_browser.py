@@ -4,7 +4,7 @@ Starts ``streamlit run dashboard/app.py`` headless on a free port against a stor
 the test writes, visits every page, submits the lookup form and checks what a
 user sees. Screenshots of each page go to tests/artifacts/; with
 RECO_SCREENSHOTS=1 the Live, Model and Recommend ones are also copied to
-docs/screenshots/ for the README (RECO_SCREENSHOTS_DB=path takes them from a
+dashboard/screenshots/ for the README (RECO_SCREENSHOTS_DB=path takes them from a
 copy of another store, e.g. the demo's data/reco.db).
 """
 
@@ -33,7 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-README_SHOTS = ROOT / "docs" / "screenshots"
+README_SHOTS = ROOT / "dashboard" / "screenshots"
 WIDTH = 1400
 TIMEOUT_MS = 20_000
 
