@@ -68,6 +68,7 @@ class KnownStream:
     items: int = 600
     bad_share: float = 0.02
     seed: int = 1
+    uniform: bool = False  # every user and item alike, instead of a few popular ones
 
     def __post_init__(self):
         self.rng = random.Random(self.seed)
@@ -79,8 +80,11 @@ class KnownStream:
         rng = self.rng
         if rng.random() < self.bad_share:
             return b'{"user": "u1", "item": ', "bad"
-        user = f"u{min(int(rng.paretovariate(1.2)), self.users)}"
-        item = f"i{min(int(rng.paretovariate(1.0)), self.items)}"
+        if self.uniform:
+            user, item = f"u{rng.randrange(self.users)}", f"i{rng.randrange(self.items)}"
+        else:
+            user = f"u{min(int(rng.paretovariate(1.2)), self.users)}"
+            item = f"i{min(int(rng.paretovariate(1.0)), self.items)}"
         rating = rng.choice((1, 2, 3, 4, 5, 5))
         payload = event(user, item, rating, 1_700_000_000 + self.sent)
         return payload, "positive" if rating >= 4 else "negative"
@@ -301,7 +305,7 @@ def wal_frames(wal: Path) -> WalFrames:
 def send(
     broker_url: str,
     topic: str,
-    messages: list[bytes],
+    messages: list[bytes | None],
     partitions: int = 1,
     max_request_size: int = 1024 * 1024,
 ) -> None:
@@ -323,7 +327,10 @@ def send(
         try:
             pending = []
             for index, message in enumerate(messages):
-                pending.append(await producer.send(topic, message, partition=index % partitions))
+                # A None value is a tombstone, which Kafka only takes with a key.
+                key = b"tombstone" if message is None else None
+                partition = index % partitions
+                pending.append(await producer.send(topic, message, key=key, partition=partition))
                 if len(pending) >= 500:
                     await asyncio.gather(*pending)
                     pending.clear()
