@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 
@@ -121,8 +122,15 @@ class EngineApp(faust.App):
     async def on_stop(self) -> None:
         await super().on_stop()
         runtime = getattr(self, "runtime", None)
-        if runtime is not None:
-            runtime.final_checkpoint()
+        if runtime is None:
+            return
+        runtime.final_checkpoint()
+        if not is_reachable(settings.broker):
+            # With its broker gone, aiokafka's consumer takes a minute to close
+            # and logs tracebacks meanwhile; everything is saved, so leave now.
+            log.info("broker unreachable: exiting without closing the Kafka client")
+            logging.shutdown()
+            os._exit(0)
 
 
 def app_options(settings: Settings) -> dict:
