@@ -239,11 +239,13 @@ def panel_rankings(db: Path, users: list[str], n: int = 10) -> dict[str, list[st
 
 
 def processor_rankings(processor, users: list[str], n: int = 10) -> dict[str, list[str]]:
-    """Each user's top-``n`` item ids from a live processor, seen items excluded."""
+    """Each known user's top-``n`` item ids from a live processor, seen items excluded."""
     rec = processor.recommender
     result = {}
     for user in users:
         index = rec.user_index(user)
+        if index is None:
+            continue
         known = np.fromiter(processor.history.items(index), dtype=np.int64)
         best, _ = top_n(rec.scores(index), n, exclude=known)
         result[user] = [rec.item_ids[i] for i in best.tolist()]
