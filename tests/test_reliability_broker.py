@@ -131,3 +131,67 @@ def test_a_worker_started_before_its_broker_waits_and_then_runs(engine_env, tmp_
     output = worker.output()
     assert "Traceback" not in output
     assert output.count("is not reachable yet") == 1
+
+
+# -- the decisions behind the above, one at a time (no broker needed) -----------------------
+
+
+def test_resume_positions_rebase_onto_a_recreated_or_truncated_topic(tmp_path, caplog):
+    from engine.runtime import EngineRuntime
+    from engine.settings import load_settings
+
+    runtime = EngineRuntime(load_settings({"RECO_DB": str(tmp_path / "reco.db")}))
+    try:
+        runtime.processor.offsets = {0: 2000, 1: 500, 2: 700}
+        assert runtime.resume_position(0, earliest=0, end=2500) == 2000  # the normal case
+        assert runtime.resume_position(1, earliest=0, end=40) == 0  # topic re-created
+        assert runtime.resume_position(2, earliest=900, end=1000) == 900  # retention
+        assert runtime.resume_position(3, earliest=0, end=10) == 0  # never consumed
+        assert runtime.processor.offsets == {0: 2000, 1: 0, 2: 900}
+        assert "the topic was re-created" in caplog.text
+        assert "offsets 700 to 899 are gone" in caplog.text
+
+        # Redelivered offsets are skipped, not counted twice.
+        runtime.process(b'{"user": "u", "item": "i", "rating": 5, "timestamp": 1}', 0, 1999)
+        assert runtime.redelivered == 1 and runtime.processor.totals.received == 0
+        runtime.process(b'{"user": "u", "item": "i", "rating": 5, "timestamp": 1}', 0, 2000)
+        assert runtime.processor.totals.received == 1 and runtime.processor.offsets[0] == 2001
+    finally:
+        runtime.checkpointer.close()
+
+
+def test_the_broker_watch_reports_an_outage_once_with_its_start(caplog):
+    from engine.runtime import BrokerWatch
+
+    caplog.set_level("INFO", logger="engine.runtime")
+    watch = BrokerWatch("kafka://127.0.0.1:1")
+    watch.record(True, now=100.0)
+    assert (watch.connected, watch.stalled_since) == (True, None)
+    for now in (110.0, 111.0, 112.0):
+        watch.record(False, now=now)
+    assert (watch.connected, watch.stalled_since) == (False, 110.0)
+    watch.record(True, now=140.0)
+    assert (watch.connected, watch.stalled_since) == (True, None)
+    assert caplog.text.count("is unreachable") == 1
+    assert "reachable again after 30 s" in caplog.text
+
+
+def test_repeated_library_errors_are_held_back_and_counted():
+    import logging
+
+    from engine.throttle import Throttle
+
+    clock = [0.0]
+    throttle = Throttle(every_s=30, clock=lambda: clock[0])
+
+    def record(msg, level=logging.ERROR):
+        return logging.LogRecord("aiokafka.conn", level, __file__, 1, msg, ("x",), None)
+
+    assert throttle.filter(record("Unable connect to node %s"))
+    assert not any(throttle.filter(record("Unable connect to node %s")) for _ in range(50))
+    assert throttle.filter(record("Another failure %s"))  # a different message passes
+    assert throttle.filter(record("debug detail %s", logging.DEBUG))
+    clock[0] = 31.0
+    again = record("Unable connect to node %s")
+    assert throttle.filter(again)
+    assert again.getMessage() == "Unable connect to node x [50 more like this in the last 31 s]"
