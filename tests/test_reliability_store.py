@@ -348,14 +348,14 @@ def test_the_store_levels_off_over_a_soak_at_full_speed(engine_env, tmp_path):
         engine_env,
         RECO_CHECKPOINT_INTERVAL=0.2,
         RECO_METRICS_RETENTION=SOAK_S / 4,
-        RECO_KEEP_REJECTED=2000,
+        RECO_KEEP_REJECTED=500,
     )
     # A fixed population of users and items, so the model itself stops growing
     # and whatever still grows is the store's own bookkeeping.
     producer = PacedProducer(
         env["RECO_BROKER"],
         env["RECO_TOPIC"],
-        KnownStream(seed=41, users=150, items=60, uniform=True),
+        KnownStream(seed=41, users=100, items=40, uniform=True),
         20_000,
     )
     worker = Worker(env, tmp_path / "worker.log").start()
