@@ -63,7 +63,7 @@ run_demo() {
         --malformed 0.01 --quiet &
     pids=($! "${pids[@]}")
     "$PYTHON" -m streamlit run dashboard/app.py --server.headless true \
-        --server.address 127.0.0.1 --server.port "$dashboard_port" \
+        --server.address "${RECO_DASHBOARD_HOST:-127.0.0.1}" --server.port "$dashboard_port" \
         --browser.gatherUsageStats false --client.toolbarMode viewer >/dev/null &
     pids=($! "${pids[@]}")
     echo "Dashboard: http://127.0.0.1:$dashboard_port   (Ctrl-C stops everything)" >&2
