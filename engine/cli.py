@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--partitions", help="partitions of the topic (RECO_PARTITIONS, 1)")
     worker.add_argument("--log-level", help="debug, info, warning, error (RECO_LOG_LEVEL, info)")
+    worker.add_argument(
+        "--web-port", help="port of the live API on RECO_WEB_HOST (RECO_WEB_PORT, 6066)"
+    )
     worker.set_defaults(run=_worker)
 
     produce = commands.add_parser("produce", help="send events to the topic")
@@ -144,7 +147,7 @@ def _wait_for_broker(args) -> int:
 
 
 def _worker(args) -> int:
-    from engine.broker import wait_for_broker
+    from engine.broker import port_is_free, wait_for_broker
     from storage import StoreError, StoreWriter
 
     settings = _apply_flags(args)
@@ -152,6 +155,13 @@ def _worker(args) -> int:
         StoreWriter(settings.db).close()
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not port_is_free(settings.web_host, settings.web_port):
+        print(
+            f"error: port {settings.web_port} on {settings.web_host} is in use (another "
+            "worker?); choose another with --web-port or RECO_WEB_PORT",
+            file=sys.stderr,
+        )
         return 2
     if not wait_for_broker(settings.broker, timeout=1.0):
         log.warning("broker at %s is not reachable yet; retrying every 2 s", settings.broker)

@@ -6,6 +6,8 @@ import logging
 import time
 
 from engine.checkpointer import Checkpointer
+from engine.live import LiveService
+from engine.online import ClickLog
 from engine.processor import ProcessorConfig, StreamProcessor
 from engine.settings import Settings
 
@@ -35,6 +37,7 @@ class EngineRuntime:
             keep_snapshots=settings.keep_snapshots,
             metrics_retention_s=settings.metrics_retention,
         )
+        self.last_checkpoint_time: float | None = None  # Unix seconds of the last write
         latest = self.checkpointer.open()
         if latest is None:
             log.info(
@@ -60,6 +63,32 @@ class EngineRuntime:
                 checkpoint.items,
                 checkpoint.offsets,
             )
+            self.last_checkpoint_time = checkpoint.time
+        # The live API's side: it ranks from this very processor and sees every event.
+        self.live = LiveService(
+            self.processor, ClickLog(settings.click_window), settings.ab_baseline_fraction
+        )
+        self.processor.add_listener(self.live.clicks.observe)
+        names, self._names_cursor = self.checkpointer.item_names_now()
+        self.live.add_names(names)
+
+    def health(self) -> dict:
+        """The worker's state for GET /health: times in Unix seconds."""
+        processor = self.processor
+        clicks = self.live.clicks
+        return {
+            "ok": True,
+            "model": processor.recommender.model,
+            "events": processor.totals.received,
+            "users": processor.recommender.n_users,
+            "items": processor.recommender.n_items,
+            "last_event_time": clicks.clock.latest,
+            "last_checkpoint_time": self.last_checkpoint_time,
+            "impressions": clicks.impressions,
+            "clicks": clicks.clicks,
+            "impressions_held": len(clicks),
+            **self.live.stats.as_dict(),
+        }
 
     def resume_offsets(self) -> dict[int, int]:
         """Partition -> next offset to consume, as far as this process has got."""
@@ -68,7 +97,12 @@ class EngineRuntime:
     async def checkpoint(self, lag: int | None = None) -> None:
         started = time.perf_counter()
         write = self.processor.checkpoint(lag=lag)
+        write.online = self.live.clicks.drain()
         checkpoint_id = await self.checkpointer.write(write)
+        self.last_checkpoint_time = write.time
+        # Producers record item names at any time; pick up the new ones for the API.
+        names, self._names_cursor = await self.checkpointer.item_names(self._names_cursor)
+        self.live.add_names(names)
         log.info(
             "checkpoint %d: %d events (+%d), %d users, %d items, recall@10 %s vs "
             "popular %s, %.0f ms",
@@ -84,6 +118,7 @@ class EngineRuntime:
 
     def final_checkpoint(self) -> None:
         write = self.processor.checkpoint()
+        write.online = self.live.clicks.drain()
         checkpoint_id = self.checkpointer.write_now(write)
         log.info("final checkpoint %d: %d events in total", checkpoint_id, write.totals.received)
         self.checkpointer.close()
