@@ -82,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
         "--partitions", help="partitions if the topic is created (RECO_PARTITIONS, 1)"
     )
     produce.add_argument("--quiet", action="store_true", help="no progress line")
+    produce.add_argument(
+        "--closed-loop",
+        action="store_true",
+        help="synthetic only: users also ask the live API for recommendations and "
+        "interact with what they are shown",
+    )
+    produce.add_argument(
+        "--api",
+        dest="api_url",
+        help="the live API for --closed-loop (RECO_API_URL, default http://127.0.0.1:RECO_WEB_PORT)",
+    )
     produce.set_defaults(run=_produce)
 
     bench = commands.add_parser("bench", help="benchmarks; each prints JSON figures")
@@ -181,10 +192,22 @@ def _produce(args) -> int:
     from engine.synthetic import SyntheticConfig
 
     settings = _apply_flags(args)
+    loop = None
+    if args.closed_loop and args.source != "synthetic":
+        print("error: --closed-loop needs --source synthetic", file=sys.stderr)
+        return 2
     if args.source == "synthetic":
         config = SyntheticConfig(malformed=args.malformed, seed=args.seed)
         producer.store_item_names(settings.db, _synthetic_names(config))
-        messages = producer.synthetic_messages(config, args.events)
+        if args.closed_loop:
+            from engine.closed_loop import ClosedLoop
+            from engine.synthetic import SyntheticStream
+
+            loop = ClosedLoop(SyntheticStream(config), settings.api)
+            log.info("closed loop: users ask %s for recommendations", settings.api)
+            messages = loop.messages(args.events)
+        else:
+            messages = producer.synthetic_messages(config, args.events)
         total = args.events
     else:
         try:
@@ -217,6 +240,14 @@ def _produce(args) -> int:
         elapsed,
         sent / elapsed if elapsed else 0,
     )
+    if loop is not None:
+        stats = loop.stats
+        log.info(
+            "closed loop: %d recommendation requests (%d failed), %d shown items taken",
+            stats.requests,
+            stats.failures,
+            stats.taken,
+        )
     return 0
 
 

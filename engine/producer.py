@@ -7,7 +7,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -42,7 +42,7 @@ def store_item_names(db: Path, names: dict[str, str]) -> None:
 
 
 async def send_messages(
-    messages: Iterable[bytes],
+    messages: Iterable[bytes] | AsyncIterable[bytes],
     *,
     broker: str,
     topic: str,
@@ -51,7 +51,10 @@ async def send_messages(
     total: int | None = None,
     show_progress: bool | None = None,
 ) -> int:
-    """Send ``messages`` in order, paced to ``rate`` events/s when given; returns the count."""
+    """Send ``messages`` in order, paced to ``rate`` events/s when given; returns the count.
+
+    ``messages`` may be an async iterable (the closed loop awaits the API between them).
+    """
     await declare_topic(broker, topic, partitions)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers(broker), linger_ms=5, max_batch_size=256 * 1024, acks=1
@@ -62,7 +65,7 @@ async def send_messages(
     sent = 0
     pending = []
     try:
-        for message in messages:
+        async for message in _aiter(messages):
             # Keyless: the producer spreads messages over partitions; with one
             # partition (the default) the topic keeps the source's order.
             pending.append(await producer.send(topic, message))
@@ -83,3 +86,12 @@ async def send_messages(
         await producer.stop()
         progress.close()
     return sent
+
+
+async def _aiter(messages: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    if isinstance(messages, AsyncIterable):
+        async for message in messages:
+            yield message
+    else:
+        for message in messages:
+            yield message

@@ -1,4 +1,4 @@
-"""The live API against real workers on the embedded broker."""
+"""The live API and the closed loop, against real workers on the embedded broker."""
 
 from __future__ import annotations
 
@@ -148,3 +148,25 @@ def test_a_second_worker_on_a_taken_port_says_so_in_one_line(engine_env):
         )
     assert second.returncode == 2
     assert f"port {engine_env['RECO_WEB_PORT']} on 127.0.0.1 is in use" in second.stderr
+
+
+def test_the_closed_loop_demo_makes_impressions_and_clicks(engine_env, tmp_path):
+    api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
+    env = {**engine_env, "RECO_API_URL": api}
+    with running([sys.executable, "-m", "engine", "worker"], env):
+        _wait_for(lambda: _get(f"{api}/health")[1], 90, "the worker's API")
+        _produce(env, "--closed-loop", "--events", "4000", "--rate", "500")
+
+        def online():
+            points = StoreReader(tmp_path / "reco.db").online_metrics()
+            shown = {
+                v: sum(p.impressions for p in points if p.variant == v)
+                for v in ("model", "baseline")
+            }
+            clicked = sum(p.clicks for p in points)
+            return (
+                shown["model"] > 50 and shown["baseline"] > 5 and clicked > 10 and (shown, clicked)
+            )
+
+        shown, clicked = _wait_for(online, 60, "impressions and clicks of both variants")
+    assert clicked <= sum(shown.values())

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from engine.closed_loop import ClosedLoop
 from engine.live import LiveService
 from engine.loopshare import LoopShare
 from engine.online import CLOCK_SLACK_S, ClickLog, StreamClock, variant_of
@@ -220,3 +221,18 @@ def test_online_settings_default_to_a_local_api():
     assert settings.api == "http://127.0.0.1:6066"
     assert settings.click_window == 1800.0
     assert load_settings({"RECO_WEB_PORT": "7000"}).api == "http://127.0.0.1:7000"
+
+
+def test_closed_loop_users_take_what_suits_their_taste():
+    class Stream:
+        items = [None] * 4
+
+        def taste(self, user: int, item: int) -> float:
+            return 3.0 if item == 0 else -3.0
+
+    loop = ClosedLoop(Stream(), "http://127.0.0.1:9")
+    taken = [item for _ in range(2000) for item in loop.taken(1, ["i0", "i1", "x9", "i99"])]
+    # sigmoid(1.5 * 3 - 4) = 62% against sigmoid(1.5 * -3 - 4) = 0.02%; x9 and i99
+    # are not the stream's items and are never taken.
+    assert 1100 < taken.count(0) < 1400
+    assert taken.count(1) < 10 and set(taken) <= {0, 1}
