@@ -8,8 +8,9 @@ less than ``share`` of the wall time lately, makes it wait in line
 otherwise, and turns it away (False) when the line is already longer than
 ``max_wait_s`` of work: the caller answers 503, which costs next to nothing.
 
-Time is a token bucket in seconds: it fills at ``share`` seconds per second
-up to ``burst_s``; each request spends the time it held the loop.
+Time is a token bucket in seconds: it fills at ``share`` seconds per wall
+second up to ``burst_s``; each request spends the CPU time it held the loop
+for (the caller measures it).
 
 >>> now = [0.0]
 >>> share = LoopShare(0.25, burst_s=0.010, clock=lambda: now[0])
