@@ -101,6 +101,25 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
     pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
     pipeline.set_defaults(run=_bench_pipeline)
+    serve = benches.add_parser(
+        "serve", help="API latency under load and event throughput with and without it"
+    )
+    serve.add_argument(
+        "--data", help="a MovieLens rating file (default ../shared/data/ml-100k/u.data)"
+    )
+    serve.add_argument(
+        "--max-concurrency", type=int, default=100, help="last concurrency level (100)"
+    )
+    serve.add_argument(
+        "--seconds", type=float, default=4.0, help="length of each load level, seconds (4)"
+    )
+    serve.add_argument(
+        "--think-ms",
+        type=float,
+        default=200.0,
+        help="mean pause of each client between requests, ms (200; 0 = back to back)",
+    )
+    serve.set_defaults(run=_bench_serve)
 
     evaluate = commands.add_parser(
         "evaluate", help="replay a MovieLens file test-then-learn; print the figures as JSON"
@@ -263,6 +282,24 @@ def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
     pipeline.main(args.events, args.source)
+    return 0
+
+
+def _bench_serve(args) -> int:
+    from engine.bench import serve
+    from engine.movielens import DatasetError
+
+    if args.max_concurrency < 1 or args.seconds <= 0 or args.think_ms < 0:
+        print(
+            "error: --max-concurrency must be 1 or more, --seconds above 0, --think-ms 0 or more",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        serve.main(args.data, args.max_concurrency, args.seconds, args.think_ms / 1000)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
