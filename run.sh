@@ -57,16 +57,21 @@ run_demo() {
     else
         echo "Using the Kafka at $RECO_BROKER" >&2
     fi
+    # The worker serves the live API on 127.0.0.1:$RECO_WEB_PORT; the demo's
+    # synthetic users ask it for recommendations and act on them (closed loop).
+    export RECO_WEB_PORT="${RECO_WEB_PORT:-6066}"
     "$PYTHON" -m engine worker &
     pids=($! "${pids[@]}")
-    "$PYTHON" -m engine produce --source synthetic --rate "${RECO_DEMO_RATE:-300}" \
-        --malformed 0.01 --quiet &
+    "$PYTHON" -m engine produce --source synthetic --closed-loop \
+        --api "${RECO_API_URL:-http://127.0.0.1:$RECO_WEB_PORT}" \
+        --rate "${RECO_DEMO_RATE:-300}" --malformed 0.01 --quiet &
     pids=($! "${pids[@]}")
     "$PYTHON" -m streamlit run dashboard/app.py --server.headless true \
         --server.address "${RECO_DASHBOARD_HOST:-127.0.0.1}" --server.port "$dashboard_port" \
         --browser.gatherUsageStats false --client.toolbarMode viewer >/dev/null &
     pids=($! "${pids[@]}")
     echo "Dashboard: http://127.0.0.1:$dashboard_port   (Ctrl-C stops everything)" >&2
+    echo "Live API:  http://127.0.0.1:$RECO_WEB_PORT/recommend/u1?n=10" >&2
     wait -n "${pids[@]}" || true
 }
 

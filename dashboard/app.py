@@ -32,6 +32,9 @@ page = st.navigation(
         ),
         st.Page(VIEWS / "model.py", title="Model", icon=":material/insights:", url_path="model"),
         st.Page(
+            VIEWS / "online.py", title="Online", icon=":material/ads_click:", url_path="online"
+        ),
+        st.Page(
             VIEWS / "recommend.py",
             title="Recommend",
             icon=":material/recommend:",

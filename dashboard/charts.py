@@ -61,6 +61,44 @@ def recall_chart(frame: pd.DataFrame, cumulative: bool = False, model: str = "mo
     )
 
 
+def ctr_chart(frame: pd.DataFrame, cumulative: bool = True, model: str = "model") -> Chart:
+    """Click-through rate of the live API's lists, model variant against the baseline.
+
+    ``frame`` is long (one row per variant per interval, as loaders.online_metrics
+    gives it); ``cumulative`` plots the CTR since the first row instead of each
+    interval's own.
+    """
+    column = "cumulative_ctr" if cumulative else "ctr"
+    labels = _variant_labels(model)
+    data = _by_variant(frame, column, labels)
+    title = "CTR since the window's start" if cumulative else "CTR per checkpoint interval"
+    return _multi_line(
+        data,
+        list(labels.values()),
+        [MODEL_COLOR, BASELINE_COLOR],
+        "CTR (clicked lists / lists shown)",
+        ".1%",
+        title,
+        dashed=BASELINE_LABEL,
+        axis_format=".0%",
+    )
+
+
+def impressions_chart(frame: pd.DataFrame, model: str = "model") -> Chart:
+    """Lists served per second by the live API, per A/B variant."""
+    labels = _variant_labels(model)
+    data = _by_variant(frame, "impressions_per_s", labels)
+    return _multi_line(
+        data,
+        list(labels.values()),
+        [MODEL_COLOR, BASELINE_COLOR],
+        "impressions/s",
+        ",.1f",
+        "Impressions per second",
+        dashed=BASELINE_LABEL,
+    )
+
+
 def timing_chart(frame: pd.DataFrame) -> Chart:
     """Mean time to learn one positive event and to evaluate one event, in microseconds."""
     series = {
@@ -127,6 +165,20 @@ def rejected_chart(counts: pd.DataFrame, bucket_s: float) -> alt.Chart:
         )
         .properties(height=HEIGHT)
     )
+
+
+def _variant_labels(model: str) -> dict[str, str]:
+    return {"model": f"Model ({model})", "baseline": BASELINE_LABEL}
+
+
+def _by_variant(frame: pd.DataFrame, column: str, labels: dict[str, str]) -> pd.DataFrame:
+    """One row per time, one column per variant (named by ``labels``), from a long frame."""
+    wide = frame.pivot_table(
+        index="time", columns="variant", values=column, aggfunc="last", dropna=False
+    )
+    wide = wide.reindex(columns=list(labels)).rename(columns=labels).reset_index()
+    wide.columns.name = None
+    return _with_time(wide)
 
 
 def _with_time(frame: pd.DataFrame) -> pd.DataFrame:

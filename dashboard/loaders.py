@@ -24,6 +24,7 @@ from storage import (
     Checkpoint,
     MetricsPoint,
     NoCheckpoint,
+    OnlinePoint,
     Recommendations,
     StoreError,
     StoreMissing,
@@ -41,6 +42,7 @@ __all__ = [
     "history",
     "latest_checkpoint",
     "metrics",
+    "online_metrics",
     "recommend",
     "rejected_counts",
     "rejected_events",
@@ -84,6 +86,20 @@ def metrics(
     ``rejected_per_s`` (events/s over the interval).
     """
     return _friendly(_metrics, path, checkpoint_id, since, max_points)
+
+
+def online_metrics(
+    path: str, checkpoint_id: int, since: float = 0.0, max_points: int = MAX_CHART_POINTS
+) -> pd.DataFrame:
+    """Impressions and clicks of the live API per A/B variant per interval since ``since``.
+
+    Columns are the fields of ``storage.OnlinePoint`` (time, interval_s, variant,
+    impressions, clicks) plus ``start``, ``ctr`` (clicks per impression in the
+    interval, NaN without impressions), ``impressions_per_s`` and
+    ``cumulative_ctr`` (per variant, over the rows returned: the window's CTR
+    so far). Oldest first; empty when nothing asked the API yet.
+    """
+    return _friendly(_online_metrics, path, checkpoint_id, since, max_points)
 
 
 def rejected_counts(
@@ -194,6 +210,26 @@ def _metrics(path: str, checkpoint_id: int, since: float, max_points: int) -> pd
     seconds = frame["interval_s"].where(frame["interval_s"] > 0)
     for name in ("received", "positive", "rejected"):
         frame[f"{name}_per_s"] = (frame[name] / seconds).fillna(0.0)
+    return frame
+
+
+@st.cache_data(ttl=DATA_TTL_S, max_entries=64, show_spinner=False)
+def _online_metrics(path: str, checkpoint_id: int, since: float, max_points: int) -> pd.DataFrame:
+    points = StoreReader(path).online_metrics(since=since, max_points=max_points)
+    frame = pd.DataFrame(
+        [asdict(point) for point in points], columns=[f.name for f in fields(OnlinePoint)]
+    )
+    frame["start"] = frame["time"] - frame["interval_s"]
+    shown = frame["impressions"].where(frame["impressions"] > 0)
+    frame["ctr"] = frame["clicks"] / shown
+    frame["impressions_per_s"] = (
+        frame["impressions"] / frame["interval_s"].where(frame["interval_s"] > 0)
+    ).fillna(0.0)
+    by_variant = frame.groupby("variant")
+    cumulative_shown = by_variant["impressions"].cumsum()
+    frame["cumulative_ctr"] = by_variant["clicks"].cumsum() / cumulative_shown.where(
+        cumulative_shown > 0
+    )
     return frame
 
 

@@ -9,6 +9,7 @@ DEFAULT_DB = "data/reco.db"
 DEFAULT_DRIFT_THRESHOLD = 0.05
 DEFAULT_OVERLAP_THRESHOLD = 0.5
 DEFAULT_REFRESH_S = 3.0
+DEFAULT_API_URL = "http://127.0.0.1:6066"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Settings:
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD
     refresh_s: float = DEFAULT_REFRESH_S  # how often live panels reload, seconds
+    api_url: str = DEFAULT_API_URL  # the engine's live API, asked first by the Recommend page
     problems: tuple[str, ...] = field(default=(), compare=False)
 
 
@@ -50,10 +52,18 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
             return default
         return value
 
+    api_url = environ.get("RECO_API_URL", "").strip().rstrip("/") or DEFAULT_API_URL
+    if not api_url.startswith(("http://", "https://")):
+        problems.append(
+            f"RECO_API_URL={api_url!r} is not an http:// address; using {DEFAULT_API_URL}"
+        )
+        api_url = DEFAULT_API_URL
+
     return Settings(
         db=environ.get("RECO_DB", "").strip() or DEFAULT_DB,
         drift_threshold=number("RECO_DRIFT_THRESHOLD", DEFAULT_DRIFT_THRESHOLD, 0.0, 10.0),
         overlap_threshold=number("RECO_OVERLAP_THRESHOLD", DEFAULT_OVERLAP_THRESHOLD, 0.0, 1.0),
         refresh_s=number("RECO_DASHBOARD_REFRESH_S", DEFAULT_REFRESH_S, 0.5, 3600.0),
+        api_url=api_url,
         problems=tuple(problems),
     )

@@ -90,6 +90,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_is_free(host: str, port: int) -> bool:
+    """True when a server could listen on ``host:port`` now (as aiohttp does: SO_REUSEADDR)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
 class EmbeddedBroker:
     """Runs Tansu on ``port`` as a child process; a context manager for tests and benchmarks."""
 

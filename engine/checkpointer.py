@@ -67,6 +67,16 @@ class Checkpointer:
         """Checkpoints that failed to write and wait for the next attempt."""
         return len(self._pending)
 
+    def item_names_now(self, after: int = 0) -> tuple[dict[str, str], int]:
+        """Item display names added since cursor ``after``, and the next cursor (waits)."""
+        return self._executor.submit(self._item_names, after).result()
+
+    async def item_names(self, after: int = 0) -> tuple[dict[str, str], int]:
+        """The same, read on the store's thread without blocking the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._item_names, after
+        )
+
     def close(self) -> None:
         if self._writer is not None:
             self._executor.submit(self._writer.close).result()
@@ -101,3 +111,7 @@ class Checkpointer:
             self._pending.pop(0)
             self.written += 1
         return checkpoint_id
+
+    def _item_names(self, after: int) -> tuple[dict[str, str], int]:
+        assert self._writer is not None, "open() first"
+        return self._writer.item_names(after)

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--partitions", help="partitions of the topic (RECO_PARTITIONS, 1)")
     worker.add_argument("--log-level", help="debug, info, warning, error (RECO_LOG_LEVEL, info)")
+    worker.add_argument(
+        "--web-port", help="port of the live API on RECO_WEB_HOST (RECO_WEB_PORT, 6066)"
+    )
     worker.set_defaults(run=_worker)
 
     produce = commands.add_parser("produce", help="send events to the topic")
@@ -88,6 +91,17 @@ def _parser() -> argparse.ArgumentParser:
         "--partitions", help="partitions if the topic is created (RECO_PARTITIONS, 1)"
     )
     produce.add_argument("--quiet", action="store_true", help="no progress line")
+    produce.add_argument(
+        "--closed-loop",
+        action="store_true",
+        help="synthetic only: users also ask the live API for recommendations and "
+        "interact with what they are shown",
+    )
+    produce.add_argument(
+        "--api",
+        dest="api_url",
+        help="the live API for --closed-loop (RECO_API_URL, default http://127.0.0.1:RECO_WEB_PORT)",
+    )
     produce.set_defaults(run=_produce)
 
     evaluate = commands.add_parser(
@@ -109,6 +123,25 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
     pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
     pipeline.set_defaults(run=_bench_pipeline)
+    serve = benches.add_parser(
+        "serve", help="API latency under load and event throughput with and without it"
+    )
+    serve.add_argument(
+        "--data", help="a MovieLens rating file (default ../shared/data/ml-100k/u.data)"
+    )
+    serve.add_argument(
+        "--max-concurrency", type=int, default=100, help="last concurrency level (100)"
+    )
+    serve.add_argument(
+        "--seconds", type=float, default=4.0, help="length of each load level, seconds (4)"
+    )
+    serve.add_argument(
+        "--think-ms",
+        type=float,
+        default=200.0,
+        help="mean pause of each client between requests, ms (200; 0 = back to back)",
+    )
+    serve.set_defaults(run=_bench_serve)
 
     status = commands.add_parser("status", help="print the latest checkpoint as JSON")
     status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
@@ -153,6 +186,7 @@ def _wait_for_broker(args) -> int:
 
 
 def _worker(args) -> int:
+    from engine.broker import port_is_free
     from storage import StoreError, StoreWriter
 
     settings = _apply_flags(args)
@@ -163,6 +197,13 @@ def _worker(args) -> int:
         return 2
     # A broker that is not up yet is waited for by the app itself (engine.app),
     # so `faust -A engine.app worker` behaves the same.
+    if not port_is_free(settings.web_host, settings.web_port):
+        print(
+            f"error: port {settings.web_port} on {settings.web_host} is in use (another "
+            "worker?); choose another with --web-port or RECO_WEB_PORT",
+            file=sys.stderr,
+        )
+        return 2
     from engine.app import app, worker_argv
 
     sys.argv = worker_argv(settings)
@@ -177,10 +218,22 @@ def _produce(args) -> int:
     from engine.synthetic import SyntheticConfig
 
     settings = _apply_flags(args)
+    loop = None
+    if args.closed_loop and args.source != "synthetic":
+        print("error: --closed-loop needs --source synthetic", file=sys.stderr)
+        return 2
     if args.source == "synthetic":
         config = SyntheticConfig(malformed=args.malformed, seed=args.seed)
         producer.store_item_names(settings.db, _synthetic_names(config))
-        messages = producer.synthetic_messages(config, args.events)
+        if args.closed_loop:
+            from engine.closed_loop import ClosedLoop
+            from engine.synthetic import SyntheticStream
+
+            loop = ClosedLoop(SyntheticStream(config), settings.api)
+            log.info("closed loop: users ask %s for recommendations", settings.api)
+            messages = loop.messages(args.events)
+        else:
+            messages = producer.synthetic_messages(config, args.events)
         total = args.events
     else:
         try:
@@ -214,6 +267,14 @@ def _produce(args) -> int:
         elapsed,
         sent / elapsed if elapsed else 0,
     )
+    if loop is not None:
+        stats = loop.stats
+        log.info(
+            "closed loop: %d recommendation requests (%d failed), %d shown items taken",
+            stats.requests,
+            stats.failures,
+            stats.taken,
+        )
     return 0
 
 
@@ -248,6 +309,24 @@ def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
     pipeline.main(args.events, args.source)
+    return 0
+
+
+def _bench_serve(args) -> int:
+    from engine.bench import serve
+    from engine.movielens import DatasetError
+
+    if args.max_concurrency < 1 or args.seconds <= 0 or args.think_ms < 0:
+        print(
+            "error: --max-concurrency must be 1 or more, --seconds above 0, --think-ms 0 or more",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        serve.main(args.data, args.max_concurrency, args.seconds, args.think_ms / 1000)
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

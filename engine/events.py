@@ -90,7 +90,16 @@ def _id(data: dict, field: str) -> str:
     value = data[field]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidEvent(f"'{field}' must be a string or an integer, not {_kind(value)}")
-    text = str(value) if isinstance(value, int) else value.strip()
+    return check_id(str(value) if isinstance(value, int) else value, field)
+
+
+def check_id(text: str, field: str = "user") -> str:
+    """The id as the engine keeps it (surrounding spaces stripped); InvalidEvent if unusable.
+
+    The live API checks user ids with this too, so it answers for exactly the
+    ids an event can carry.
+    """
+    text = text.strip()
     if not text:
         raise InvalidEvent(f"'{field}' is empty")
     if len(text) > MAX_ID_LENGTH:

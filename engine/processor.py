@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,15 @@ class StreamProcessor:
         self._previous_panel: dict[int, frozenset[int]] = {}
         self.percentile_sum = 0.0  # of evaluated events, for MPR
         self.timings = Timings()
+        self._listeners: list[Callable[[Interaction, bool], None]] = []
+
+    def add_listener(self, listener: Callable[[Interaction, bool], None]) -> None:
+        """Call ``listener(event, positive)`` for every accepted event, after it is learned.
+
+        The online loop uses it to see clicks and to follow event time; a
+        listener must be quick, it runs once per event.
+        """
+        self._listeners.append(listener)
 
     # -- per message -------------------------------------------------------
 
@@ -94,11 +104,14 @@ class StreamProcessor:
             return
         self.totals.accepted += 1
         self._interval.accepted += 1
-        if event.rating >= self.config.min_rating:
+        positive = event.rating >= self.config.min_rating
+        if positive:
             # No draw when every event is evaluated: the tie-break stream then
             # matches the evaluator's, which calls observe() directly.
             fraction = self.config.eval_fraction
             self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
+        for listener in self._listeners:
+            listener(event, positive)
 
     def observe(self, event: Interaction, evaluate: bool = True) -> None:
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""

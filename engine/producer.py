@@ -7,7 +7,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ def store_item_names(db: Path, names: dict[str, str]) -> None:
 
 
 async def send_messages(
-    messages: Iterable[bytes],
+    messages: Iterable[bytes] | AsyncIterable[bytes],
     *,
     broker: str,
     topic: str,
@@ -55,6 +55,7 @@ async def send_messages(
 ) -> int:
     """Send ``messages`` in order, paced to ``rate`` events/s when given; returns the count.
 
+    ``messages`` may be an async iterable (the closed loop awaits the API between them).
     ``options`` are aiokafka client arguments from engine.kafka.client_options
     (TLS, SASL); by default a plaintext connection to ``broker``.
     """
@@ -67,7 +68,7 @@ async def send_messages(
     sent = 0
     pending = []
     try:
-        for message in messages:
+        async for message in _aiter(messages):
             # Keyless: the producer spreads messages over partitions; with one
             # partition (the default) the topic keeps the source's order.
             pending.append(await producer.send(topic, message))
@@ -88,3 +89,12 @@ async def send_messages(
         await producer.stop()
         progress.close()
     return sent
+
+
+async def _aiter(messages: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    if isinstance(messages, AsyncIterable):
+        async for message in messages:
+            yield message
+    else:
+        for message in messages:
+            yield message

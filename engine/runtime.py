@@ -8,6 +8,8 @@ import time
 
 from engine.broker import is_reachable
 from engine.checkpointer import Checkpointer, CheckpointFailed
+from engine.live import LiveService
+from engine.online import ClickLog
 from engine.processor import ProcessorConfig, StreamProcessor
 from engine.settings import Settings
 
@@ -75,6 +77,7 @@ class EngineRuntime:
         )
         self.broker = BrokerWatch(settings.broker)
         self.redelivered = 0  # messages seen again after a seek back; not counted twice
+        self.last_checkpoint_time: float | None = None  # Unix seconds of the last write
         latest = self.checkpointer.open()
         if latest is None:
             log.info(
@@ -100,6 +103,32 @@ class EngineRuntime:
                 checkpoint.items,
                 checkpoint.offsets,
             )
+            self.last_checkpoint_time = checkpoint.time
+        # The live API's side: it ranks from this very processor and sees every event.
+        self.live = LiveService(
+            self.processor, ClickLog(settings.click_window), settings.ab_baseline_fraction
+        )
+        self.processor.add_listener(self.live.clicks.observe)
+        names, self._names_cursor = self.checkpointer.item_names_now()
+        self.live.add_names(names)
+
+    def health(self) -> dict:
+        """The worker's state for GET /health: times in Unix seconds."""
+        processor = self.processor
+        clicks = self.live.clicks
+        return {
+            "ok": True,
+            "model": processor.recommender.model,
+            "events": processor.totals.received,
+            "users": processor.recommender.n_users,
+            "items": processor.recommender.n_items,
+            "last_event_time": clicks.clock.latest,
+            "last_checkpoint_time": self.last_checkpoint_time,
+            "impressions": clicks.impressions,
+            "clicks": clicks.clicks,
+            "impressions_held": len(clicks),
+            **self.live.stats.as_dict(),
+        }
 
     def process(self, value: bytes | None, partition: int, offset: int) -> None:
         """Count and learn one message, unless the model already holds it.
@@ -171,6 +200,7 @@ class EngineRuntime:
         """Write a checkpoint; a failed write is logged and retried with the next one."""
         started = time.perf_counter()
         write = self.processor.checkpoint(lag=lag)
+        write.online = self.live.clicks.drain()
         if write.interval.received == 0 or self.broker.stalled_since is not None:
             # Events flowing prove the broker is there; probe only when they do not.
             await self.broker.check()
@@ -184,6 +214,10 @@ class EngineRuntime:
             raise
         except Exception:
             return  # the checkpointer logged it and keeps the write for the next attempt
+        self.last_checkpoint_time = write.time
+        # Producers record item names at any time; pick up the new ones for the API.
+        names, self._names_cursor = await self.checkpointer.item_names(self._names_cursor)
+        self.live.add_names(names)
         log.info(
             "checkpoint %d: %d events (+%d), %d users, %d items, recall@10 %s vs "
             "popular %s%s, %.0f ms",
@@ -200,6 +234,7 @@ class EngineRuntime:
 
     def final_checkpoint(self) -> None:
         write = self.processor.checkpoint()
+        write.online = self.live.clicks.drain()
         write.broker_connected = self.broker.connected
         write.stalled_since = self.broker.stalled_since
         try:

@@ -51,6 +51,17 @@ class Settings:
     ssl_cafile: str = ""  # PEM bundle of CAs to trust; empty: the system's
     ssl_certfile: str = ""  # client certificate (PEM), for brokers that require one
     ssl_keyfile: str = ""  # its private key, if not inside ssl_certfile
+    web_port: int = 6066  # the live API (Faust's web server)
+    web_host: str = "127.0.0.1"  # interface it binds; 0.0.0.0 serves every interface
+    click_window: float = 1800.0  # event-time seconds in which a positive event is a click
+    ab_baseline_fraction: float = 0.2  # share of users the API serves popularity instead
+    api_url: str = ""  # where clients (the closed-loop producer) find the API; "" = local
+    api_max_share: float = 0.25  # most of the worker's time the API may take under load
+
+    @property
+    def api(self) -> str:
+        """The live API's base URL for clients on this machine."""
+        return self.api_url.rstrip("/") or f"http://127.0.0.1:{self.web_port}"
 
 
 # env var -> (field, parser)
@@ -81,6 +92,12 @@ _ENV = {
     "RECO_SSL_CAFILE": "ssl_cafile",
     "RECO_SSL_CERTFILE": "ssl_certfile",
     "RECO_SSL_KEYFILE": "ssl_keyfile",
+    "RECO_WEB_PORT": "web_port",
+    "RECO_WEB_HOST": "web_host",
+    "RECO_CLICK_WINDOW": "click_window",
+    "RECO_AB_BASELINE_FRACTION": "ab_baseline_fraction",
+    "RECO_API_URL": "api_url",
+    "RECO_API_MAX_SHARE": "api_max_share",
 }
 ENV_FOR_FIELD = {name: env for env, name in _ENV.items()}
 
@@ -117,6 +134,17 @@ def validate(s: Settings) -> None:
     _positive("RECO_MAX_MESSAGE_BYTES", s.max_message_bytes)
     if s.panel_size < 0:
         _fail("RECO_PANEL_SIZE", s.panel_size, "use 0 or more")
+    if not 1 <= s.web_port <= 65535:
+        _fail("RECO_WEB_PORT", s.web_port, "use a port between 1 and 65535")
+    if not s.web_host or any(ch.isspace() or ch in "/[]" for ch in s.web_host):
+        _fail("RECO_WEB_HOST", s.web_host, "use an address such as 127.0.0.1 or 0.0.0.0")
+    _positive("RECO_CLICK_WINDOW", s.click_window)
+    if not 0.0 <= s.ab_baseline_fraction <= 1.0:
+        _fail("RECO_AB_BASELINE_FRACTION", s.ab_baseline_fraction, "use a fraction between 0 and 1")
+    if not 0.0 < s.api_max_share <= 1.0:
+        _fail("RECO_API_MAX_SHARE", s.api_max_share, "use a fraction above 0, at most 1")
+    if s.api_url and not s.api_url.startswith(("http://", "https://")):
+        _fail("RECO_API_URL", s.api_url, "use http://HOST:PORT")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         _fail("RECO_LOG_LEVEL", s.log_level, "use debug, info, warning or error")
     if s.db.exists() and s.db.is_dir():

@@ -103,15 +103,7 @@ class SyntheticStream:
         logits = popularity + c.taste_strength * affinity * np.sqrt(c.n_factors)
         probs = np.exp(logits - logits.max())
         item = int(self.rng.choice(n_items, p=probs / probs.sum()))
-        z = affinity[item] * np.sqrt(c.n_factors)
-        rating = int(np.clip(np.rint(3.3 + 1.3 * z + self.rng.normal(0, 0.6)), 1, 5))
-        event = {
-            "user": f"u{user}",
-            "item": f"i{item}",
-            "rating": rating,
-            "timestamp": round(self.clock(), 3),
-        }
-        return json.dumps(event).encode()
+        return self.interaction(user, item)
 
     def _pick_user(self) -> int:
         # Recent arrivals and a core of heavy users are the most active.
@@ -121,6 +113,23 @@ class SyntheticStream:
             if self.rng.random() < 0.3
             else int(self.rng.integers(n))
         )
+
+    def taste(self, user: int, item: int) -> float:
+        """How much ``user`` likes ``item``, standardised: about N(0, 1) over random pairs."""
+        return float(self.items[item] @ self.users[user]) * np.sqrt(self.config.n_factors)
+
+    def interaction(self, user: int, item: int, rng: np.random.Generator | None = None) -> bytes:
+        """The message of ``user`` interacting with ``item`` now, rated by taste plus noise."""
+        rng = self.rng if rng is None else rng
+        z = self.taste(user, item)
+        rating = int(np.clip(np.rint(3.3 + 1.3 * z + rng.normal(0, 0.6)), 1, 5))
+        event = {
+            "user": f"u{user}",
+            "item": f"i{item}",
+            "rating": rating,
+            "timestamp": round(self.clock(), 3),
+        }
+        return json.dumps(event).encode()
 
     def _arrivals(self) -> None:
         c = self.config

@@ -143,3 +143,16 @@ def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
         item_counts=item_counts,
         histories=histories,
     )
+
+
+def item_names(conn: sqlite3.Connection, after: int = 0) -> tuple[dict[str, str], int]:
+    """Names whose row id is above ``after`` (a cursor), and the largest row id seen.
+
+    ``put_item_names`` replaces rows, which gives them a new, larger row id, so
+    a cursor sees every name added or changed since it was taken.
+    """
+    rows = conn.execute(
+        "SELECT rowid, id, name FROM item_names WHERE rowid > ? ORDER BY rowid", [after]
+    ).fetchall()
+    cursor = rows[-1][0] if rows else after
+    return {item: name for _, item, name in rows}, cursor

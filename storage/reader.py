@@ -22,6 +22,7 @@ from storage.records import (
     Checkpoint,
     HistoryItem,
     MetricsPoint,
+    OnlinePoint,
     Recommendations,
     RecommendedItem,
     RejectedCount,
@@ -95,6 +96,40 @@ class StoreReader:
                 params,
             ).fetchall()
         return [_metrics_point(row) for row in rows]
+
+    def online_metrics(self, since: float = 0.0, max_points: int = 2000) -> list[OnlinePoint]:
+        """Impressions and clicks per A/B variant per interval with ``time >= since``.
+
+        Oldest first, one point per variant per interval. When more than
+        ``max_points`` intervals match, neighbours are merged into equal time
+        buckets, as in ``metrics``. Empty for a store without impressions.
+        """
+        with self._read() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'online_metrics'"
+            ).fetchone():
+                return []  # a store the engine has not migrated yet
+            first, last, count = conn.execute(
+                "SELECT MIN(time), MAX(time), COUNT(DISTINCT checkpoint_id) FROM online_metrics "
+                "WHERE time >= ?",
+                [since],
+            ).fetchone()
+            if not count:
+                return []
+            if count > max_points:
+                group, params = (
+                    "CAST((time - ?) / ? AS INTEGER)",
+                    [since, first, (last - first) / (max_points - 1)],
+                )
+            else:
+                group, params = "checkpoint_id", [since]
+            rows = conn.execute(
+                f"""SELECT MAX(time), SUM(interval_s), variant, SUM(impressions), SUM(clicks)
+                    FROM online_metrics WHERE time >= ?
+                    GROUP BY {group}, variant ORDER BY MAX(time), variant""",
+                params,
+            ).fetchall()
+        return [OnlinePoint(*row) for row in rows]
 
     def recommend(self, user: str, n: int = 10) -> Recommendations:
         """Top-``n`` items for ``user`` from the latest checkpoint, seen items excluded.

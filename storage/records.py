@@ -8,6 +8,40 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class OnlineCounts:
+    """What one A/B variant of the live API did in one checkpoint interval.
+
+    An impression is one recommendation list served; a click is an impression
+    from which the same user later took an item (a positive event) within the
+    click window. Clicks are counted in the interval whose events made them.
+    """
+
+    variant: str  # "model" or "baseline"
+    impressions: int
+    clicks: int
+
+
+@dataclass(frozen=True)
+class OnlinePoint:
+    """One variant's impressions and clicks over one interval (or bucket of them)."""
+
+    time: float  # end of the interval, Unix seconds
+    interval_s: float
+    variant: str
+    impressions: int
+    clicks: int
+
+    @property
+    def ctr(self) -> float | None:
+        """Clicks per impression, or None without impressions."""
+        return _ratio(self.clicks, self.impressions)
+
+    @property
+    def impressions_per_s(self) -> float:
+        return self.impressions / self.interval_s if self.interval_s else 0.0
+
+
+@dataclass(frozen=True)
 class RejectedEvent:
     """A message that failed the event contract, kept for inspection."""
 
@@ -102,6 +136,7 @@ class CheckpointWrite:
     broker_connected: bool | None = None  # None: not known (e.g. written offline)
     stalled_since: float | None = None  # Unix seconds the broker became unreachable
     rng_state: dict | None = None  # the engine's random draws, to continue them on restore
+    online: list[OnlineCounts] = field(default_factory=list)  # one per A/B variant served
 
 
 @dataclass(frozen=True)

@@ -125,3 +125,30 @@ def _run_statements(db: Database, script: str) -> None:
     for statement in code.split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+# Migrations from here on are registered after every one above, whatever
+# other branches insert there: sqlite-utils applies them in registration order.
+
+
+@migrations(name="0010_online_metrics")
+def online_metrics(db: Database) -> None:
+    _run_statements(
+        db,
+        """
+        -- Per checkpoint interval and A/B variant: recommendation lists served
+        -- by the live API (impressions) and how many of them a later positive
+        -- event of the same user took an item from (clicks). Pruned with the
+        -- checkpoints.
+        CREATE TABLE online_metrics (
+            checkpoint_id INTEGER NOT NULL,
+            time REAL NOT NULL,
+            interval_s REAL NOT NULL,
+            variant TEXT NOT NULL,
+            impressions INTEGER NOT NULL,
+            clicks INTEGER NOT NULL,
+            PRIMARY KEY (checkpoint_id, variant)
+        ) WITHOUT ROWID;
+        CREATE INDEX online_metrics_time ON online_metrics(time);
+        """,
+    )

@@ -78,9 +78,33 @@ class StoreWriter:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(r.time, r.reason, r.partition, r.offset, r.payload) for r in cp.rejected],
             )
+            self.db.conn.executemany(
+                "INSERT INTO online_metrics "
+                "(checkpoint_id, time, interval_s, variant, impressions, clicks) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        checkpoint_id,
+                        cp.time,
+                        cp.interval.interval_s,
+                        c.variant,
+                        c.impressions,
+                        c.clicks,
+                    )
+                    for c in cp.online
+                ],
+            )
             self._prune(checkpoint_id, cp.time)
         self._trim_wal()
         return checkpoint_id
+
+    def item_names(self, after: int = 0) -> tuple[dict[str, str], int]:
+        """Display names recorded since cursor ``after``, and the cursor to pass next time.
+
+        Start with 0 for every name; a later call with the returned cursor
+        gives only names added or changed since, so polling stays cheap.
+        """
+        return queries.item_names(self.db.conn, after)
 
     def put_item_names(self, names: dict[str, str]) -> None:
         """Record display names for items, keyed by external id."""
@@ -165,6 +189,10 @@ class StoreWriter:
         )
         self.db.execute(
             "DELETE FROM checkpoints WHERE time < ? AND id <> ?",
+            [now - self.metrics_retention_s, checkpoint_id],
+        )
+        self.db.execute(
+            "DELETE FROM online_metrics WHERE time < ? AND checkpoint_id <> ?",
             [now - self.metrics_retention_s, checkpoint_id],
         )
         self.db.execute(

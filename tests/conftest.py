@@ -9,6 +9,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+NO_API_URL = "http://127.0.0.1:9"
 
 
 @pytest.fixture
@@ -24,6 +25,23 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "reco.db"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_live_api():
+    """Point the dashboard at an API that is not there, unless a test says otherwise.
+
+    A demo on this machine may serve the default http://127.0.0.1:6066; tests
+    must not read from it. Nothing listens on port 9 (discard), and no test
+    process can take a port below 1024.
+    """
+    previous = os.environ.get("RECO_API_URL")
+    os.environ["RECO_API_URL"] = NO_API_URL
+    yield
+    if previous is None:
+        os.environ.pop("RECO_API_URL", None)
+    else:
+        os.environ["RECO_API_URL"] = previous
+
+
 @pytest.fixture(scope="session")
 def broker():
     """A real embedded Kafka-compatible broker on a free port, for the whole session."""
@@ -36,6 +54,8 @@ def broker():
 @pytest.fixture
 def engine_env(tmp_path: Path, broker) -> dict[str, str]:
     """Environment for an engine process: its own topic, group, store and data folder."""
+    from engine.broker import free_port
+
     name = tmp_path.name.replace("_", "-")[-40:]
     env = dict(os.environ)
     env.update(
@@ -46,6 +66,8 @@ def engine_env(tmp_path: Path, broker) -> dict[str, str]:
             "RECO_DB": str(tmp_path / "reco.db"),
             "RECO_DATADIR": str(tmp_path / "faust"),
             "RECO_CHECKPOINT_INTERVAL": "1",
+            # Each worker serves its API on a port of its own (6066 may be taken).
+            "RECO_WEB_PORT": str(free_port()),
             "PYTHONPATH": str(REPO),
         }
     )

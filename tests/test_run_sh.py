@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def test_demo_comes_up_fills_the_store_and_stops_cleanly(tmp_path):
-    broker_port, dashboard_port = free_port(), free_port()
+    broker_port, dashboard_port, web_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "RECO_VENV": str(Path(sys.prefix)),
@@ -34,9 +35,11 @@ def test_demo_comes_up_fills_the_store_and_stops_cleanly(tmp_path):
         "RECO_DATADIR": str(tmp_path / "faust"),
         "RECO_BROKER_PORT": str(broker_port),
         "RECO_DASHBOARD_PORT": str(dashboard_port),
+        "RECO_WEB_PORT": str(web_port),
         "RECO_CHECKPOINT_INTERVAL": "1",
     }
     env.pop("RECO_BROKER", None)
+    env.pop("RECO_API_URL", None)  # the producer asks this demo's worker
     demo = subprocess.Popen(
         ["./run.sh"],
         cwd=REPO,
@@ -58,6 +61,8 @@ def test_demo_comes_up_fills_the_store_and_stops_cleanly(tmp_path):
         assert received >= 500, "the store did not fill within 90 s"
         with urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/", timeout=10) as page:
             assert page.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/health", timeout=10) as health:
+            assert json.load(health)["ok"] is True
     finally:
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=60)

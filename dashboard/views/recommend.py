@@ -1,4 +1,4 @@
-"""Recommend: the top-N items for any user from the latest checkpoint, beside their history."""
+"""Recommend: the top-N items for any user, live from the engine or from the latest checkpoint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from dashboard import components, loaders
+from dashboard import components, live_api, loaders
+from dashboard.settings import Settings
 from dashboard.text import ago, escape_markdown, local_time, shorten
 
 DEFAULT_N = 10
@@ -24,35 +25,78 @@ class Lookup:
 
     user: str
     n: int
-    recommendations: loaders.Recommendations | None = None
+    recommendations: loaders.Recommendations | live_api.LiveRecommendations | None = None
     history: pd.DataFrame | None = None
     problem: str | None = None
+    api_url: str = ""
+    api_problem: str | None = None  # why the live API gave nothing (the list is from the store)
+
+    @property
+    def live(self) -> bool:
+        """True when the list came from the running engine's live model."""
+        return isinstance(self.recommendations, live_api.LiveRecommendations)
 
 
-def look_up(path: str, checkpoint_id: int, user: str, n: int) -> Lookup:
-    """Recommendations and history for ``user``, or a Lookup saying what is wrong with the id."""
+def look_up(config: Settings, checkpoint_id: int, user: str, n: int) -> Lookup:
+    """Recommendations and history for ``user``, or a Lookup saying what is wrong with the id.
+
+    The live API comes first; when it does not answer, the latest checkpoint.
+    """
     if not user.strip():
         return Lookup(user=user, n=n, problem="Type a user id, or pick one of the known users.")
     try:
         user = loaders.check_user_id(user)
     except ValueError as exc:
         return Lookup(user=user, n=n, problem=f"That user id cannot be looked up: {exc}.")
+    path, api_problem = config.db, None
     try:
-        recommendations = loaders.recommend(path, checkpoint_id, user, n)
+        recommendations = live_api.recommend(config.api_url, user, n)
+    except live_api.ApiUnavailable as exc:
+        recommendations, api_problem = None, str(exc)
+    try:
+        if recommendations is None:
+            recommendations = loaders.recommend(path, checkpoint_id, user, n)
         history = loaders.history(path, checkpoint_id, user, HISTORY_LIMIT)
     except loaders.Unavailable as exc:
         return Lookup(user=user, n=n, problem=str(exc))
-    return Lookup(user=user, n=n, recommendations=recommendations, history=history)
+    return Lookup(
+        user=user,
+        n=n,
+        recommendations=recommendations,
+        history=history,
+        api_url=config.api_url,
+        api_problem=api_problem,
+    )
 
 
-def use_suggestion(path: str, checkpoint_id: int) -> None:
+def use_suggestion(config: Settings, checkpoint_id: int) -> None:
     # A clicked suggestion fills the form and runs the lookup at once.
     user = st.session_state.get("recommend_suggestion")
     if user:
         st.session_state["recommend_user"] = user
         n = int(st.session_state.get("recommend_n", DEFAULT_N))
-        st.session_state[RESULT_KEY] = look_up(path, checkpoint_id, user, n)
+        st.session_state[RESULT_KEY] = look_up(config, checkpoint_id, user, n)
     st.session_state["recommend_suggestion"] = None
+
+
+def source_line(lookup: Lookup) -> None:
+    """Where the list comes from: a green "live" badge, or the checkpoint and its age."""
+    recommendations = lookup.recommendations
+    with st.container(horizontal=True, vertical_alignment="center"):
+        if lookup.live:
+            st.badge("Live", icon=":material/bolt:", color="green")
+            st.caption(
+                f"From the running engine's model, via its API at "
+                f"{escape_markdown(lookup.api_url)}."
+            )
+        else:
+            age = ago(time.time() - recommendations.checkpoint_time)
+            st.badge(f"Checkpoint, {age}", icon=":material/history:", color="gray")
+            st.caption(
+                f"The live API at {escape_markdown(lookup.api_url)} gave "
+                f"{escape_markdown(lookup.api_problem or 'no answer')}, so this is the latest "
+                "checkpoint's model."
+            )
 
 
 def show(lookup: Lookup) -> None:
@@ -61,6 +105,14 @@ def show(lookup: Lookup) -> None:
         return
     recommendations = lookup.recommendations
     shown_user = escape_markdown(shorten(lookup.user, 60))
+    source_line(lookup)
+    if lookup.live and recommendations.variant == "baseline" and not recommendations.fallback:
+        st.info(
+            f"User **{shown_user}** is in the A/B test's baseline group "
+            "(RECO_AB_BASELINE_FRACTION), so the engine shows them the most popular items "
+            "they have not seen, not the model's choice.",
+            icon=":material/science:",
+        )
     if recommendations.fallback:
         known = lookup.history is not None and not lookup.history.empty
         why = (
@@ -99,11 +151,17 @@ def show(lookup: Lookup) -> None:
                 },
             )
         source = "popularity" if recommendations.fallback else f"model {recommendations.model}"
-        st.caption(
-            f"From the checkpoint of {local_time(recommendations.checkpoint_time)} "
-            f"({ago(time.time() - recommendations.checkpoint_time)}), {source}; items "
-            "the user already liked are left out."
-        )
+        if lookup.live:
+            st.caption(
+                f"Live, {source} (A/B variant {recommendations.variant}); items the user "
+                "already liked are left out. Looking here is not counted as an impression."
+            )
+        else:
+            st.caption(
+                f"From the checkpoint of {local_time(recommendations.checkpoint_time)} "
+                f"({ago(time.time() - recommendations.checkpoint_time)}), {source}; items "
+                "the user already liked are left out."
+            )
         st.download_button(
             "Download CSV",
             table.to_csv(index=False).encode("utf-8"),
@@ -146,8 +204,8 @@ config = components.settings()
 st.title("Recommend")
 checkpoint = components.checkpoint_or_stop(config)
 st.caption(
-    "Look up the top-N items for any user from the latest checkpoint. Unknown users get "
-    "the most popular items."
+    "Look up the top-N items for any user: live from the running engine when its API "
+    "answers, otherwise from the latest checkpoint. Unknown users get the most popular items."
 )
 
 known = loaders.user_ids(config.db, checkpoint.id, SUGGESTIONS)
@@ -158,7 +216,7 @@ if known:
         key="recommend_suggestion",
         on_change=use_suggestion,
         help="A few users the model has learned from; click one to look it up.",
-        args=(config.db, checkpoint.id),
+        args=(config, checkpoint.id),
         format_func=lambda user: shorten(user, 24),
     )
 
@@ -173,7 +231,7 @@ with st.form("recommend_form", border=True):
     submitted = button_col.form_submit_button("Recommend", type="primary", width="stretch")
 
 if submitted:
-    st.session_state[RESULT_KEY] = look_up(config.db, checkpoint.id, user, int(n))
+    st.session_state[RESULT_KEY] = look_up(config, checkpoint.id, user, int(n))
 
 if RESULT_KEY in st.session_state:
     show(st.session_state[RESULT_KEY])

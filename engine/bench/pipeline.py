@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from engine.broker import EmbeddedBroker
+from engine.broker import EmbeddedBroker, free_port
 from engine.producer import movielens_messages, send_messages, synthetic_messages
 from engine.synthetic import SyntheticConfig
 from storage import StoreReader
@@ -78,6 +78,7 @@ def _consume(mode: str, env: dict, tmp: Path, timeout: float) -> dict:
         **env,
         "RECO_GROUP": f"bench-{mode}-{uuid.uuid4().hex[:8]}",
         "RECO_BENCH_RESULT": str(result),
+        "RECO_WEB_PORT": str(free_port()),  # workers serve the API; 6066 may be taken
     }
     started = time.monotonic()
     completed = subprocess.run(

@@ -1,0 +1,172 @@
+"""The live API and the closed loop, against real workers on the embedded broker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+
+from storage import StoreError, StoreReader
+
+pytestmark = pytest.mark.integration
+
+EVENTS = 1500
+
+
+def _get(url: str, method: str = "GET") -> tuple[int, dict]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc)
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (OSError, StoreError, ValueError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last}")
+
+
+@contextmanager
+def running(command: list[str], env: dict):
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+        process.output = output
+
+
+def _produce(env: dict, *args: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "produce", "--source", "synthetic", "--quiet", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
+    api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
+    with running([sys.executable, "-m", "engine", "worker"], engine_env) as worker:
+        _produce(engine_env, "--events", str(EVENTS))
+        health = _wait_for(
+            lambda: (h := _get(f"{api}/health")[1])["events"] == EVENTS and h,
+            90,
+            f"{EVENTS} events through the worker",
+        )
+        assert health["ok"] is True and health["model"] == "hybrid"
+        assert health["last_event_time"] > 1.6e9 and health["items"] > 0
+
+        # u0 is the synthetic stream's most active user: certainly known by now.
+        status, known = _get(f"{api}/recommend/u0?n=5")
+        assert status == 200
+        assert set(known) == {"user", "items", "model", "fallback", "variant"}
+        assert known["user"] == "u0" and known["fallback"] is False
+        assert known["variant"] in ("model", "baseline")
+        assert known["model"] == ("hybrid" if known["variant"] == "model" else "popular")
+        assert [item["rank"] for item in known["items"]] == [1, 2, 3, 4, 5]
+        scores = [item["score"] for item in known["items"]]
+        assert scores == sorted(scores, reverse=True)
+        # Names come from the store (the producer wrote them) and nothing is already liked.
+        assert all(item["name"].startswith("The ") for item in known["items"])
+        _wait_for(lambda: StoreReader(tmp_path / "reco.db").history("u0"), 30, "a checkpoint")
+        liked = {h.item for h in StoreReader(tmp_path / "reco.db").history("u0", limit=500)}
+        assert not liked & {item["item"] for item in known["items"]}
+
+        status, unknown = _get(f"{api}/recommend/somebody-new")
+        assert status == 200 and unknown["fallback"] is True and unknown["model"] == "popular"
+        assert len(unknown["items"]) == 10
+
+        for path, code in [
+            ("/recommend/u0?n=0", 400),
+            ("/recommend/u0?n=101", 400),
+            ("/recommend/u0?n=ten", 400),
+            ("/recommend/" + "x" * 300, 400),
+            ("/recommend/tab%09inside", 400),
+            ("/recommend/%20", 400),
+            ("/recommend/", 404),
+            ("/no/such/path", 404),
+        ]:
+            status, body = _get(api + path)
+            assert (status, set(body)) == (code, {"error"}), path
+        assert _get(f"{api}/recommend/u0", method="POST")[0] == 405
+
+        # The answers above were impressions; the next checkpoint stores them per variant.
+        def impressions():
+            points = StoreReader(tmp_path / "reco.db").online_metrics()
+            return sum(p.impressions for p in points)
+
+        _wait_for(lambda: impressions() >= 2, 30, "impressions in the store")
+    assert worker.returncode == 0, worker.output[-3000:]
+
+
+def test_faust_own_command_serves_the_api_too(engine_env):
+    api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
+    command = [sys.executable, "-m", "faust", "-A", "engine.app", "worker", "-l", "warn"]
+    with running(command, engine_env):
+        health = _wait_for(lambda: _get(f"{api}/health")[1], 90, "the API of faust worker")
+        assert health["ok"] is True
+
+
+def test_a_second_worker_on_a_taken_port_says_so_in_one_line(engine_env):
+    with running([sys.executable, "-m", "engine", "worker"], engine_env):
+        api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
+        _wait_for(lambda: _get(f"{api}/health")[1], 90, "the first worker's API")
+        second = subprocess.run(
+            [sys.executable, "-m", "engine", "worker"],
+            env=engine_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert second.returncode == 2
+    assert f"port {engine_env['RECO_WEB_PORT']} on 127.0.0.1 is in use" in second.stderr
+
+
+def test_the_closed_loop_demo_makes_impressions_and_clicks(engine_env, tmp_path):
+    api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
+    env = {**engine_env, "RECO_API_URL": api}
+    with running([sys.executable, "-m", "engine", "worker"], env):
+        _wait_for(lambda: _get(f"{api}/health")[1], 90, "the worker's API")
+        _produce(env, "--closed-loop", "--events", "4000", "--rate", "500")
+
+        def online():
+            points = StoreReader(tmp_path / "reco.db").online_metrics()
+            shown = {
+                v: sum(p.impressions for p in points if p.variant == v)
+                for v in ("model", "baseline")
+            }
+            clicked = sum(p.clicks for p in points)
+            return (
+                shown["model"] > 50 and shown["baseline"] > 5 and clicked > 10 and (shown, clicked)
+            )
+
+        shown, clicked = _wait_for(online, 60, "impressions and clicks of both variants")
+    assert clicked <= sum(shown.values())

@@ -1,0 +1,48 @@
+"""The serve benchmark's load generator, against a stand-in for the API."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from engine.bench.load import LevelResult, run_level
+from engine.bench.serve import levels_up_to
+
+
+class Answer(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the engine's API
+
+    def do_GET(self) -> None:  # noqa: N802 (the http.server spelling)
+        body = b'{"items": []}' if self.path.startswith("/recommend/") else b'{"error": "x"}'
+        self.send_response(200 if self.path.startswith("/recommend/") else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_the_load_generator_counts_answers_errors_and_stops_at_its_bounds():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        latencies, errors, seconds = asyncio.run(
+            run_level("127.0.0.1", port, ["/recommend/1", "/nowhere"], 4, 10.0, 40, seed=1)
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(latencies) == 40  # the request bound came first, not the 10 s
+    assert 0 < errors < 40 and seconds < 10.0
+    result = LevelResult.of(4, latencies, errors, seconds)
+    assert result.requests == 40 and result.p50_ms <= result.p99_ms <= result.max_ms
+
+
+def test_concurrency_climbs_to_the_maximum():
+    assert levels_up_to(100) == [1, 10, 25, 50, 100]
+    assert levels_up_to(30) == [1, 10, 25, 30]
+    assert levels_up_to(1) == [1]
