@@ -275,7 +275,8 @@ def test_everything_that_listens_binds_to_127_0_0_1_by_default():
     assert "0.0.0.0" not in run_sh
     settings = _settings()
     options = app_options(settings)
-    assert options["web_enabled"] is False and options["web_host"] == "127.0.0.1"
-    assert "--without-web" in worker_argv(settings)
+    # The live API is on, on the loopback interface only.
+    assert options["web_bind"] == options["web_host"] == "127.0.0.1"
+    assert "--without-web" not in worker_argv(settings)
     command = broker_command(19092)
     assert command[command.index("--listener-url") + 1] == "tcp://127.0.0.1:19092"
