@@ -7,7 +7,8 @@ import sqlite3
 
 import numpy as np
 
-from storage.codec import decode_array, decode_vector
+from storage.codec import decode_array, decode_rows, decode_vector
+from storage.ranking import widen_session_row
 from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
 
 _CHECKPOINT_COLUMNS_0001 = (
@@ -93,38 +94,87 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
     )
 
 
-def latest_snapshot(
+def item_state(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(item rows (n, width) float32, bias (n,), counts (n,)) of every item, in index order.
+
+    From the item_rows table, or from the last whole snapshot of a store that
+    no engine with item rows has opened yet. None when there is neither.
+    """
+    if not _has_table(conn, "item_rows"):
+        return _latest_snapshot(conn)
+    blobs, bias, counts = [], [], []
+    for blob, b, c in conn.execute("SELECT factors, bias, count FROM item_rows ORDER BY idx"):
+        blobs.append(blob)
+        bias.append(b)
+        counts.append(c)
+    if not blobs:
+        return _latest_snapshot(conn)
+    return (
+        decode_rows(blobs, len(blobs[0]) // 4),
+        np.array(bias, dtype=np.float32),
+        np.array(counts, dtype=np.float32),
+    )
+
+
+def item_rows_since(
+    conn: sqlite3.Connection, checkpoint_id: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Items written after ``checkpoint_id``: (indices (m,), rows (m, width), bias, counts)."""
+    indices, blobs, bias, counts = [], [], [], []
+    for idx, blob, b, c in conn.execute(
+        "SELECT idx, factors, bias, count FROM item_rows WHERE checkpoint_id > ? ORDER BY idx",
+        [checkpoint_id],
+    ):
+        indices.append(idx)
+        blobs.append(blob)
+        bias.append(b)
+        counts.append(c)
+    width = len(blobs[0]) // 4 if blobs else 0
+    return (
+        np.array(indices, dtype=np.int64),
+        decode_rows(blobs, width),
+        np.array(bias, dtype=np.float32),
+        np.array(counts, dtype=np.float32),
+    )
+
+
+def score_rule(conn: sqlite3.Connection, checkpoint_id: int) -> str:
+    return conn.execute(
+        "SELECT score_rule FROM checkpoints WHERE id = ?", [checkpoint_id]
+    ).fetchone()[0]
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [name]).fetchone() is not None
+
+
+def _latest_snapshot(
     conn: sqlite3.Connection,
-) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Return (score_rule, item_factors, item_bias, item_counts) of the newest snapshot."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The newest whole-catalogue snapshot (stores written before 0005_item_rows)."""
     row = conn.execute(
-        "SELECT c.score_rule, s.item_factors, s.item_bias, s.item_counts "
-        "FROM model_snapshots s JOIN checkpoints c ON c.id = s.checkpoint_id "
-        "ORDER BY s.checkpoint_id DESC LIMIT 1"
+        "SELECT item_factors, item_bias, item_counts FROM model_snapshots "
+        "ORDER BY checkpoint_id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
-    rule, factors, bias, counts = row
-    return rule, decode_array(factors), decode_array(bias), decode_array(counts)
+    factors, bias, counts = (decode_array(blob) for blob in row)
+    return factors, bias, counts
 
 
 def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
     """Load everything the engine needs to resume from ``checkpoint``."""
-    snapshot = latest_snapshot(conn)
-    if snapshot is None:
-        raise ValueError("checkpoint without a model snapshot")
-    rule, item_factors, item_bias, item_counts = snapshot
-    k = item_factors.shape[1]
+    items = item_state(conn)
+    if items is None:
+        raise ValueError("checkpoint without item rows")
+    item_factors, item_bias, item_counts = items
+    rule = score_rule(conn, checkpoint.id)
     user_ids: list[str] = []
     blobs: list[bytes] = []
     for user_id, blob in conn.execute("SELECT id, factors FROM users ORDER BY idx"):
         user_ids.append(user_id)
         blobs.append(blob)
-    user_factors = (
-        decode_vector(b"".join(blobs)).reshape(len(user_ids), k).copy()
-        if user_ids
-        else np.zeros((0, k), dtype=np.float32)
-    )
+    user_factors = _user_matrix(blobs, rule, default_width=item_factors.shape[1])
     item_ids = [row[0] for row in conn.execute("SELECT id FROM items ORDER BY idx")]
     histories: dict[int, list[int]] = {}
     for user_idx, item_idx in conn.execute(
@@ -142,4 +192,20 @@ def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
         item_bias=item_bias,
         item_counts=item_counts,
         histories=histories,
+    )
+
+
+def _user_matrix(blobs: list[bytes], rule: str, default_width: int) -> np.ndarray:
+    """User rows as one (n, width) float32 matrix.
+
+    Rows of a "session" store written across the change to compact user rows
+    differ in width; they are re-laid to the widest, which loses nothing.
+    """
+    widths = {len(blob) // 4 for blob in blobs}
+    if len(widths) <= 1:
+        return decode_rows(blobs, widths.pop() if widths else default_width)
+    if rule != "session":
+        raise ValueError(f"user rows of different widths {sorted(widths)} for rule {rule!r}")
+    return np.stack([widen_session_row(decode_vector(blob), max(widths)) for blob in blobs]).astype(
+        np.float32
     )

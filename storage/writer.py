@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from storage import queries
-from storage.codec import encode_array, encode_vector
+from storage.codec import encode_rows, encode_vector
 from storage.connection import BUSY_TIMEOUT_MS, open_writable
 from storage.records import Checkpoint, CheckpointWrite, ModelState
 
@@ -45,27 +46,16 @@ class StoreWriter:
         return checkpoint, queries.model_state(self.db.conn, checkpoint)
 
     def write_checkpoint(self, cp: CheckpointWrite) -> int:
-        """Write one checkpoint atomically; returns its id."""
+        """Write one checkpoint atomically; returns its id.
+
+        Only what changed is written: the touched users' rows, the touched
+        items' rows (every item's when ``cp.touched_items`` is None), and the
+        history rows added or evicted.
+        """
         with self.db.atomic():
             checkpoint_id = self._insert_checkpoint_row(cp)
-            self._write_ids(cp)
-            self.db.conn.executemany(
-                "UPDATE users SET factors = ? WHERE idx = ?",
-                [
-                    (encode_vector(vec), int(idx))
-                    for idx, vec in zip(cp.touched_users, cp.touched_user_factors, strict=True)
-                ],
-            )
-            self.db.execute(
-                "INSERT INTO model_snapshots (checkpoint_id, item_factors, item_bias, item_counts) "
-                "VALUES (?, ?, ?, ?)",
-                [
-                    checkpoint_id,
-                    encode_array(cp.item_factors),
-                    encode_array(cp.item_bias),
-                    encode_array(cp.item_counts),
-                ],
-            )
+            self._write_users(cp)
+            self._write_items(cp, checkpoint_id)
             self.db.conn.executemany(
                 "DELETE FROM history WHERE user_idx = ? AND item_idx = ?", cp.history_removed
             )
@@ -129,18 +119,48 @@ class StoreWriter:
         )
         return cursor.lastrowid
 
-    def _write_ids(self, cp: CheckpointWrite) -> None:
-        first_user = cp.n_users - len(cp.new_user_ids)
-        k = cp.item_factors.shape[1]
-        empty = encode_vector(np.zeros(k, dtype=np.float32))  # set below: new users are touched
+    def _write_users(self, cp: CheckpointWrite) -> None:
+        """Insert new users with their rows, and rewrite the rows of touched old ones."""
+        first_new = cp.n_users - len(cp.new_user_ids)
+        order = np.argsort(cp.touched_users, kind="stable")
+        touched = np.asarray(cp.touched_users, dtype=np.int64)[order]
+        rows = encode_rows(cp.touched_user_factors[order])
+        split = int(np.searchsorted(touched, first_new))
+        touched = touched.tolist()
+        self.db.conn.executemany(
+            "UPDATE users SET factors = ? WHERE idx = ?",
+            zip(rows[:split], touched[:split], strict=True),
+        )
+        new_rows = dict(zip(touched[split:], rows[split:], strict=True))
+        # A new user has had an event, so is touched; a zero row is only a fallback.
+        empty = encode_vector(np.zeros(cp.touched_user_factors.shape[1], dtype=np.float32))
         self.db.conn.executemany(
             "INSERT INTO users (idx, id, factors) VALUES (?, ?, ?)",
-            [(first_user + i, user_id, empty) for i, user_id in enumerate(cp.new_user_ids)],
+            (
+                (first_new + k, user_id, new_rows.get(first_new + k, empty))
+                for k, user_id in enumerate(cp.new_user_ids)
+            ),
         )
-        first_item = cp.n_items - len(cp.new_item_ids)
+
+    def _write_items(self, cp: CheckpointWrite, checkpoint_id: int) -> None:
+        """Insert new items' ids; write the rows of the touched items (of all, if not said)."""
+        first_new = cp.n_items - len(cp.new_item_ids)
         self.db.conn.executemany(
             "INSERT INTO items (idx, id) VALUES (?, ?)",
-            [(first_item + i, item_id) for i, item_id in enumerate(cp.new_item_ids)],
+            ((first_new + k, item_id) for k, item_id in enumerate(cp.new_item_ids)),
+        )
+        items = range(len(cp.item_bias)) if cp.touched_items is None else cp.touched_items.tolist()
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO item_rows (idx, factors, bias, count, checkpoint_id) "
+            "VALUES (?, ?, ?, ?, ?)",
+            zip(
+                items,
+                encode_rows(cp.item_factors),
+                np.asarray(cp.item_bias, dtype=np.float64).tolist(),
+                np.asarray(cp.item_counts, dtype=np.float64).tolist(),
+                itertools.repeat(checkpoint_id),
+                strict=False,
+            ),
         )
 
     def _trim_wal(self) -> None:
