@@ -109,6 +109,23 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
     pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
     pipeline.set_defaults(run=_bench_pipeline)
+    model = benches.add_parser("model", help="the model in process as it grows, no broker")
+    model.add_argument("--users", type=int, default=1_000_000, help="users to reach (1,000,000)")
+    model.add_argument(
+        "--items", type=int, default=100_000, help="items in the catalogue (100,000)"
+    )
+    model.add_argument("--events", type=int, help="events in all (default: 3 per user)")
+    model.add_argument(
+        "--eval-fraction", type=float, default=0.02, help="share of events evaluated (0.02)"
+    )
+    model.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODELS)}")
+    model.add_argument("--k", type=int, help="factors, for mf and bprmf (default: the model's)")
+    model.add_argument(
+        "--checkpoint-every", type=int, default=50_000, help="events between checkpoints (50,000)"
+    )
+    model.add_argument("--db", help="keep the store here (default: a temporary one)")
+    model.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    model.set_defaults(run=_bench_model)
 
     status = commands.add_parser("status", help="print the latest checkpoint as JSON")
     status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
@@ -248,6 +265,35 @@ def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
     pipeline.main(args.events, args.source)
+    return 0
+
+
+def _bench_model(args) -> int:
+    from engine.bench import model
+
+    if args.model not in MODELS:
+        print(
+            f"error: unknown model {args.model!r}; choose one of {', '.join(MODELS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if not (args.users >= 1 and args.items >= 1 and 0.0 <= args.eval_fraction <= 1.0):
+        print(
+            "error: --users and --items must be at least 1, --eval-fraction in [0, 1]",
+            file=sys.stderr,
+        )
+        return 2
+    bench = model.ModelBench(
+        users=args.users,
+        items=args.items,
+        events=args.events,
+        eval_fraction=args.eval_fraction,
+        model=args.model,
+        k=args.k,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    model.main(bench, args.db)
     return 0
 
 

@@ -95,10 +95,19 @@ class StreamProcessor:
         self.totals.accepted += 1
         self._interval.accepted += 1
         if event.rating >= self.config.min_rating:
-            # No draw when every event is evaluated: the tie-break stream then
-            # matches the evaluator's, which calls observe() directly.
-            fraction = self.config.eval_fraction
-            self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
+            self.observe_positive(event)
+
+    def observe_positive(self, event: Interaction) -> None:
+        """observe() a positive event, evaluating an ``eval_fraction`` share of them at random."""
+        # No draw when every event is evaluated: the tie-break stream then
+        # matches the evaluator's, which calls observe() directly.
+        fraction = self.config.eval_fraction
+        self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
+
+    @property
+    def changed_users(self) -> int:
+        """Users whose state changed since the last checkpoint."""
+        return len(self._touched)
 
     def observe(self, event: Interaction, evaluate: bool = True) -> None:
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
@@ -170,15 +179,21 @@ class StreamProcessor:
 
     # -- checkpoints -------------------------------------------------------
 
-    def checkpoint(self, now: float | None = None, lag: int | None = None) -> CheckpointWrite:
+    def checkpoint(
+        self, now: float | None = None, lag: int | None = None, full: bool = False
+    ) -> CheckpointWrite:
         """Snapshot everything since the last checkpoint and start a new interval.
 
-        Synchronous and self-contained: the result shares no array with the
-        live model, so it can be written from another thread.
+        Only the users and items that changed are in it, unless ``full``:
+        then every user's and item's row is (the history still holds only
+        its changes). Synchronous and self-contained: the result shares no
+        array with the live model, so it can be written from another thread.
         """
         now = time.time() if now is None else now
         rec = self.recommender
         items = self._changed_items()
+        if full:
+            items = None
         if items is None:
             item_factors, item_bias = rec.export_items()
             item_counts = self.popularity.view.copy()
@@ -197,7 +212,11 @@ class StreamProcessor:
         if self._previous_items is not None and drift_rows.shape[1]:
             interval.factor_change = factor_change(self._previous_items, drift_rows)
         interval.panel_overlap = mean_jaccard(self._previous_panel, panel)
-        touched = np.fromiter(sorted(self._touched), dtype=np.int64, count=len(self._touched))
+        touched = (
+            np.arange(rec.n_users, dtype=np.int64)
+            if full
+            else np.array(sorted(self._touched), dtype=np.int64)
+        )
         added, removed = self.history.drain_changes()
         write = CheckpointWrite(
             time=now,
