@@ -46,9 +46,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.kernels import learn_session, session_rank
+from engine.kernels import LOG1P, learn_session, session_rank
 from engine.rows import GrowableRows
 from storage.ranking import N_STAGES, stage_of
+from storage.session_rows import widen_session_rows
 
 
 class HybridRecommender:
@@ -152,10 +153,9 @@ class HybridRecommender:
         # event. Stage-major, (S, capacity), so that ranking reads one row.
         self._base = np.zeros((s, 1024))
         # Neighbours: index + 1 (0 in unused slots, which ranking drops with
-        # bin 0 of its bincount), counts and log(1 + count).
+        # bin 0 of its bincount) and counts.
         self._neighbour_ids = GrowableRows(m, dtype=np.int32)
         self._neighbour_counts = GrowableRows(m)
-        self._log_neighbours = GrowableRows(m, dtype=np.float64)
         self._filled = GrowableRows(0, dtype=np.int32)  # used slots per item (filled in order)
         self._touched: set[int] = set()
         self._newest_buffer = np.zeros(max(self._newest_items, 1), dtype=np.int64)
@@ -171,7 +171,6 @@ class HybridRecommender:
             self._base,
             self._neighbour_ids.buffer,
             self._neighbour_counts.buffer,
-            self._log_neighbours.buffer,
             self._filled.buffer,
         )
 
@@ -203,7 +202,6 @@ class HybridRecommender:
             self._log_stages,
             self._neighbour_ids,
             self._neighbour_counts,
-            self._log_neighbours,
             self._filled,
         ):
             rows.append(0)
@@ -275,7 +273,7 @@ class HybridRecommender:
             return base.copy()
         recent = self._recent.view[u, :a]
         neighbours = self._neighbour_ids.view[recent]  # index + 1; bin 0 is unused slots
-        weighted = self._log_neighbours.view[recent]
+        weighted = np.log1p(self._neighbour_counts.view[recent].astype(np.float64))
         weighted *= self._weights64[a][:, None]
         near = np.bincount(neighbours.ravel(), weights=weighted.ravel(), minlength=self.n_item + 1)
         return base + near[1:]
@@ -293,7 +291,8 @@ class HybridRecommender:
             self._recent.buffer[u, :a],
             self._weights64[a],
             self._neighbour_ids.buffer,
-            self._log_neighbours.buffer,
+            self._neighbour_counts.buffer,
+            LOG1P,
             self._scratch,
             item,
             known,
@@ -315,13 +314,16 @@ class HybridRecommender:
         """
         users = np.asarray(users, dtype=np.int64)
         s, r = N_STAGES, self._row_items
-        stage = np.asarray(self._stage, dtype=np.int64)[users]
-        active = np.asarray(self._n_active, dtype=np.int64)[users]
+        stages = np.asarray(self._stage, dtype=np.int8)
+        actives = np.asarray(self._n_active, dtype=np.int8)
         rows = np.zeros((len(users), s + 2 * r), dtype=np.float32)
-        rows[np.arange(len(users)), stage] = self._stage_weight
-        used = np.arange(r) < active[:, None]
-        rows[:, s : s + r] = np.where(used, self._recent.view[users], 0)
-        rows[:, s + r :] = self._weights32[active]
+        for start in range(0, len(users), _CHUNK):  # bounded temporaries for a million users
+            chunk, block = users[start : start + _CHUNK], rows[start : start + _CHUNK]
+            active = actives[chunk]
+            block[np.arange(len(chunk)), stages[chunk]] = self._stage_weight
+            used = np.arange(r) < active[:, None]
+            block[:, s : s + r] = np.where(used, self._recent.view[chunk], 0)
+            block[:, s + r :] = self._weights32[active]
         return rows
 
     def export_items(self) -> tuple[np.ndarray, np.ndarray]:
@@ -363,7 +365,9 @@ class HybridRecommender:
         """
         self.initialize()
         s, m = N_STAGES, self.neighbours
-        item_rows = np.asarray(item_rows, dtype=np.float32)
+        item_rows = np.asarray(item_rows, dtype=np.float32).reshape(len(item_bias), -1)
+        if item_rows.shape[1] < s + 2 * m:  # the store keeps only the used slots
+            item_rows = widen_session_rows(item_rows, m)
         user_rows = np.asarray(user_rows, dtype=np.float32)
         n_items, n_users = len(item_rows), len(user_rows)
         counts = np.asarray(item_bias, dtype=np.float32)
@@ -376,9 +380,6 @@ class HybridRecommender:
         self._log_stages = GrowableRows.from_array(log_stages, dtype=np.float64)
         self._neighbour_ids = GrowableRows.from_array(ids, dtype=np.int32)
         self._neighbour_counts = GrowableRows.from_array(neighbour_counts)
-        self._log_neighbours = GrowableRows.from_array(
-            np.log1p(neighbour_counts.astype(np.float64)), dtype=np.float64
-        )
         self._filled = GrowableRows.from_array(
             np.count_nonzero(neighbour_counts, axis=1), dtype=np.int32
         )
@@ -400,6 +401,9 @@ class HybridRecommender:
         # With no weight on stages any stage ranks alike; 0 then.
         self._stage = np.argmax(user_rows[:, :s], axis=1).tolist() if n_users else []
         self.n_user, self.n_item = n_users, n_items
+
+
+_CHUNK = 65_536  # users per block when exporting rows
 
 
 def _check_dense(index: int, expected: int, kind: str) -> None:

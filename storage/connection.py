@@ -16,8 +16,6 @@ BUSY_TIMEOUT_MS = 5000
 # Bytes the WAL file is cut back to whenever SQLite resets it.
 WAL_SIZE_LIMIT = 16 * 1024 * 1024
 SQLITE_HEADER = b"SQLite format 3\x00"
-# Page cache of the engine's connection (KiB); SQLite's default is 2 MiB.
-WRITER_CACHE_KIB = 32 * 1024
 
 
 def open_writable(path: str | Path) -> Database:
@@ -45,8 +43,6 @@ def open_writable(path: str | Path) -> Database:
         # After each WAL reset the file is cut back to this size, so one
         # large checkpoint does not leave a large WAL behind for good.
         db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        # Checkpoints update rows all over a large file: keep more of it cached.
-        db.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
         migrations.apply(db)
     except sqlite3.DatabaseError as exc:
         if conn is not None:

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from storage import queries
+from storage.ranking import N_STAGES
 from storage.records import Checkpoint
+from storage.session_rows import widen_session_rows
 
 MAX_STORES = 4  # stores cached at once; the least recently used goes first
 
@@ -76,26 +78,28 @@ def _same_store(conn: sqlite3.Connection, cached: ItemRows) -> bool:
 
 
 def _load(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ItemRows | None:
-    state = queries.item_state(conn)
+    rule = queries.score_rule(conn, checkpoint.id)
+    state = queries.item_state(conn, rule)
     if state is None:
         return None
     factors, bias, counts = state
-    return ItemRows(
-        checkpoint.id,
-        checkpoint.time,
-        queries.score_rule(conn, checkpoint.id),
-        factors,
-        bias,
-        counts,
-    )
+    return ItemRows(checkpoint.id, checkpoint.time, rule, factors, bias, counts)
 
 
 def _refresh(conn: sqlite3.Connection, cached: ItemRows, checkpoint: Checkpoint) -> bool:
     """Apply the rows written after the cached checkpoint; False if they do not fit."""
-    indices, factors, bias, counts = queries.item_rows_since(conn, cached.checkpoint_id)
+    rule = queries.score_rule(conn, checkpoint.id)
+    if rule != cached.rule:
+        return False  # another model's rows: read them all
+    indices, factors, bias, counts = queries.item_rows_since(conn, cached.checkpoint_id, rule)
     if len(indices):
+        if rule == "session":
+            # Stored without their unused slots: lay both out alike.
+            slots = (max(factors.shape[1], cached.factors.shape[1]) - N_STAGES) // 2
+            cached.factors = _widened(cached.factors, slots)
+            factors = _widened(factors, slots)
         if factors.shape[1] != cached.factors.shape[1]:
-            return False  # another model's rows: read them all
+            return False
         n = max(len(cached.bias), int(indices.max()) + 1)
         if n > len(cached.bias):
             cached.factors = _grown(cached.factors, n)
@@ -105,8 +109,13 @@ def _refresh(conn: sqlite3.Connection, cached: ItemRows, checkpoint: Checkpoint)
         cached.bias[indices] = bias
         cached.counts[indices] = counts
     cached.checkpoint_id, cached.checkpoint_time = checkpoint.id, checkpoint.time
-    cached.rule = queries.score_rule(conn, checkpoint.id)
     return True
+
+
+def _widened(rows: np.ndarray, slots: int) -> np.ndarray:
+    if rows.shape[1] == N_STAGES + 2 * slots:
+        return rows
+    return widen_session_rows(rows, slots)
 
 
 def _grown(array: np.ndarray, n: int) -> np.ndarray:

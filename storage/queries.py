@@ -7,9 +7,9 @@ import sqlite3
 
 import numpy as np
 
-from storage.codec import decode_array, decode_rows, decode_vector
-from storage.ranking import widen_session_row
+from storage.codec import decode_array, decode_rows
 from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
+from storage.session_rows import decode_session_rows
 
 _CHECKPOINT_COLUMNS_0001 = (
     "id, time, model, params, topic, offsets, users, items, interval_s, received, accepted, "
@@ -94,7 +94,9 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
     )
 
 
-def item_state(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+def item_state(
+    conn: sqlite3.Connection, rule: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(item rows (n, width) float32, bias (n,), counts (n,)) of every item, in index order.
 
     From the item_rows table, or from the last whole snapshot of a store that
@@ -110,14 +112,14 @@ def item_state(conn: sqlite3.Connection) -> tuple[np.ndarray, np.ndarray, np.nda
     if not blobs:
         return _latest_snapshot(conn)
     return (
-        decode_rows(blobs, len(blobs[0]) // 4),
+        decode_stored_rows(blobs, rule),
         np.array(bias, dtype=np.float32),
         np.array(counts, dtype=np.float32),
     )
 
 
 def item_rows_since(
-    conn: sqlite3.Connection, checkpoint_id: int
+    conn: sqlite3.Connection, checkpoint_id: int, rule: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Items written after ``checkpoint_id``: (indices (m,), rows (m, width), bias, counts)."""
     indices, blobs, bias, counts = [], [], [], []
@@ -129,10 +131,9 @@ def item_rows_since(
         blobs.append(blob)
         bias.append(b)
         counts.append(c)
-    width = len(blobs[0]) // 4 if blobs else 0
     return (
         np.array(indices, dtype=np.int64),
-        decode_rows(blobs, width),
+        decode_stored_rows(blobs, rule),
         np.array(bias, dtype=np.float32),
         np.array(counts, dtype=np.float32),
     )
@@ -164,17 +165,21 @@ def _latest_snapshot(
 
 def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
     """Load everything the engine needs to resume from ``checkpoint``."""
-    items = item_state(conn)
+    rule = score_rule(conn, checkpoint.id)
+    items = item_state(conn, rule)
     if items is None:
         raise ValueError("checkpoint without item rows")
     item_factors, item_bias, item_counts = items
-    rule = score_rule(conn, checkpoint.id)
     user_ids: list[str] = []
     blobs: list[bytes] = []
     for user_id, blob in conn.execute("SELECT id, factors FROM users ORDER BY idx"):
         user_ids.append(user_id)
         blobs.append(blob)
-    user_factors = _user_matrix(blobs, rule, default_width=item_factors.shape[1])
+    user_factors = (
+        decode_stored_rows(blobs, rule)
+        if blobs
+        else np.zeros((0, item_factors.shape[1]), dtype=np.float32)
+    )
     item_ids = [row[0] for row in conn.execute("SELECT id FROM items ORDER BY idx")]
     histories: dict[int, list[int]] = {}
     for user_idx, item_idx in conn.execute(
@@ -195,17 +200,12 @@ def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
     )
 
 
-def _user_matrix(blobs: list[bytes], rule: str, default_width: int) -> np.ndarray:
-    """User rows as one (n, width) float32 matrix.
+def decode_stored_rows(blobs: list[bytes], rule: str) -> np.ndarray:
+    """Stored user or item rows as one (n, width) float32 matrix.
 
-    Rows of a "session" store written across the change to compact user rows
-    differ in width; they are re-laid to the widest, which loses nothing.
+    "session" rows are stored without their unused slots (storage.session_rows)
+    and padded back to the widest; every other rule's rows have one width.
     """
-    widths = {len(blob) // 4 for blob in blobs}
-    if len(widths) <= 1:
-        return decode_rows(blobs, widths.pop() if widths else default_width)
-    if rule != "session":
-        raise ValueError(f"user rows of different widths {sorted(widths)} for rule {rule!r}")
-    return np.stack([widen_session_row(decode_vector(blob), max(widths)) for blob in blobs]).astype(
-        np.float32
-    )
+    if rule == "session":
+        return decode_session_rows(blobs)
+    return decode_rows(blobs, len(blobs[0]) // 4 if blobs else 0)

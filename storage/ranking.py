@@ -80,16 +80,6 @@ def session_scores(
     return scores
 
 
-def widen_session_row(row: np.ndarray, width: int) -> np.ndarray:
-    """A "session" user row re-laid to ``width`` = S + 2R' values (R' at least its own R)."""
-    r, wide = (len(row) - N_STAGES) // 2, (width - N_STAGES) // 2
-    out = np.zeros(width, dtype=np.float32)
-    out[:N_STAGES] = row[:N_STAGES]
-    out[N_STAGES : N_STAGES + r] = row[N_STAGES : N_STAGES + r]
-    out[N_STAGES + wide : N_STAGES + wide + r] = row[N_STAGES + r :]
-    return out
-
-
 def top_n(
     scores: np.ndarray, n: int, exclude: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from storage import queries
-from storage.codec import encode_rows, encode_vector
+from storage.codec import encode_rows
 from storage.connection import BUSY_TIMEOUT_MS, open_writable
 from storage.records import Checkpoint, CheckpointWrite, ModelState
+from storage.session_rows import encode_session_rows
+
+ENCODE_CHUNK = 65_536  # rows encoded at a time
 
 
 class StoreWriter:
@@ -123,22 +127,24 @@ class StoreWriter:
     def _write_users(self, cp: CheckpointWrite) -> None:
         """Insert new users with their rows, and rewrite the rows of touched old ones."""
         first_new = cp.n_users - len(cp.new_user_ids)
-        order = np.argsort(cp.touched_users, kind="stable")
-        touched = np.asarray(cp.touched_users, dtype=np.int64)[order]
-        rows = encode_rows(cp.touched_user_factors[order])
+        touched, factors = np.asarray(cp.touched_users, dtype=np.int64), cp.touched_user_factors
+        if np.any(touched[1:] <= touched[:-1]):
+            order = np.argsort(touched, kind="stable")
+            touched, factors = touched[order], factors[order]
         split = int(np.searchsorted(touched, first_new))
-        touched = touched.tolist()
         self.db.conn.executemany(
             "UPDATE users SET factors = ? WHERE idx = ?",
-            zip(rows[:split], touched[:split], strict=True),
+            zip(_encoded(factors[:split], cp.score_rule), touched[:split].tolist(), strict=True),
         )
-        new_rows = dict(zip(touched[split:], rows[split:], strict=True))
         # A new user has had an event, so is touched; a zero row is only a fallback.
-        empty = encode_vector(np.zeros(cp.touched_user_factors.shape[1], dtype=np.float32))
+        empty = next(_encoded(np.zeros((1, factors.shape[1]), np.float32), cp.score_rule))
+        rows = dict(
+            zip(touched[split:].tolist(), _encoded(factors[split:], cp.score_rule), strict=True)
+        )
         self.db.conn.executemany(
             "INSERT INTO users (idx, id, factors) VALUES (?, ?, ?)",
             (
-                (first_new + k, user_id, new_rows.get(first_new + k, empty))
+                (first_new + k, user_id, rows.pop(first_new + k, empty))
                 for k, user_id in enumerate(cp.new_user_ids)
             ),
         )
@@ -156,7 +162,7 @@ class StoreWriter:
             "VALUES (?, ?, ?, ?, ?)",
             zip(
                 items,
-                encode_rows(cp.item_factors),
+                _encoded(cp.item_factors, cp.score_rule),
                 np.asarray(cp.item_bias, dtype=np.float64).tolist(),
                 np.asarray(cp.item_counts, dtype=np.float64).tolist(),
                 itertools.repeat(checkpoint_id),
@@ -193,3 +199,12 @@ class StoreWriter:
             "(SELECT id FROM rejected_events ORDER BY id DESC LIMIT 1 OFFSET ?)",
             [self.keep_rejected],
         )
+
+
+def _encoded(rows: np.ndarray, rule: str) -> Iterator[bytes]:
+    """Each row as a blob, encoded ENCODE_CHUNK rows at a time (a full checkpoint of a
+    million users then never holds a million blobs at once). Rows of the "session"
+    rule are stored without their unused slots."""
+    encode = encode_session_rows if rule == "session" else encode_rows
+    for start in range(0, len(rows), ENCODE_CHUNK):
+        yield from encode(rows[start : start + ENCODE_CHUNK])
