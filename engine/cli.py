@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--partitions", help="partitions of the topic (RECO_PARTITIONS, 1)")
     worker.add_argument("--log-level", help="debug, info, warning, error (RECO_LOG_LEVEL, info)")
+    worker.add_argument("--encoding", help="of the events: json, msgpack (RECO_ENCODING, json)")
     worker.set_defaults(run=_worker)
 
     produce = commands.add_parser("produce", help="send events to the topic")
@@ -88,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "--partitions", help="partitions if the topic is created (RECO_PARTITIONS, 1)"
     )
     produce.add_argument("--quiet", action="store_true", help="no progress line")
+    produce.add_argument("--encoding", help="json or msgpack (RECO_ENCODING, json)")
     produce.set_defaults(run=_produce)
 
     evaluate = commands.add_parser(
@@ -189,6 +191,7 @@ def _worker(args) -> int:
 
 def _produce(args) -> int:
     from engine import producer
+    from engine.encoding import transcode
     from engine.kafka import client_options
     from engine.movielens import DatasetError
     from engine.synthetic import SyntheticConfig
@@ -210,6 +213,7 @@ def _produce(args) -> int:
             messages = messages[: args.events]
         producer.store_item_names(settings.db, names)
         total = len(messages)
+    messages = transcode(messages, settings.encoding)
     started = time.monotonic()
     sent = asyncio.run(
         producer.send_messages(

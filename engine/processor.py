@@ -44,6 +44,7 @@ class ProcessorConfig:
     history_limit: int = 500
     panel_size: int = 50
     max_message_bytes: int = 64 * 1024
+    encoding: str = "json"  # of the messages: json or msgpack
     seed: int = 42
     topic: str = "flurs-events"
     top_n: int = TOP_N  # a hit is a true item ranked in the first top_n
@@ -88,7 +89,7 @@ class StreamProcessor:
         self._interval.received += 1
         self.offsets[partition] = offset + 1
         try:
-            event = parse_event(raw, self.config.max_message_bytes)
+            event = parse_event(raw, self.config.max_message_bytes, self.config.encoding)
         except InvalidEvent as exc:
             self._reject(str(exc), raw, partition, offset)
             return
