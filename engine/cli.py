@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--web-port", help="port of the live API on RECO_WEB_HOST (RECO_WEB_PORT, 6066)"
     )
+    worker.add_argument("--encoding", help="of the events: json, msgpack (RECO_ENCODING, json)")
     worker.set_defaults(run=_worker)
 
     produce = commands.add_parser("produce", help="send events to the topic")
@@ -102,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="api_url",
         help="the live API for --closed-loop (RECO_API_URL, default http://127.0.0.1:RECO_WEB_PORT)",
     )
+    produce.add_argument("--encoding", help="json or msgpack (RECO_ENCODING, json)")
     produce.set_defaults(run=_produce)
 
     evaluate = commands.add_parser(
@@ -142,6 +144,23 @@ def _parser() -> argparse.ArgumentParser:
         help="mean pause of each client between requests, ms (200; 0 = back to back)",
     )
     serve.set_defaults(run=_bench_serve)
+    model = benches.add_parser("model", help="the model in process as it grows, no broker")
+    model.add_argument("--users", type=int, default=1_000_000, help="users to reach (1,000,000)")
+    model.add_argument(
+        "--items", type=int, default=100_000, help="items in the catalogue (100,000)"
+    )
+    model.add_argument("--events", type=int, help="events in all (default: 3 per user)")
+    model.add_argument(
+        "--eval-fraction", type=float, default=0.02, help="share of events evaluated (0.02)"
+    )
+    model.add_argument("--model", default=DEFAULT_MODEL, help=f"one of {', '.join(MODELS)}")
+    model.add_argument("--k", type=int, help="factors, for mf and bprmf (default: the model's)")
+    model.add_argument(
+        "--checkpoint-every", type=int, default=50_000, help="events between checkpoints (50,000)"
+    )
+    model.add_argument("--db", help="keep the store here (default: a temporary one)")
+    model.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    model.set_defaults(run=_bench_model)
 
     status = commands.add_parser("status", help="print the latest checkpoint as JSON")
     status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
@@ -213,6 +232,7 @@ def _worker(args) -> int:
 
 def _produce(args) -> int:
     from engine import producer
+    from engine.encoding import transcode
     from engine.kafka import client_options
     from engine.movielens import DatasetError
     from engine.synthetic import SyntheticConfig
@@ -246,6 +266,7 @@ def _produce(args) -> int:
             messages = messages[: args.events]
         producer.store_item_names(settings.db, names)
         total = len(messages)
+    messages = transcode(messages, settings.encoding)
     started = time.monotonic()
     sent = asyncio.run(
         producer.send_messages(
@@ -327,6 +348,35 @@ def _bench_serve(args) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _bench_model(args) -> int:
+    from engine.bench import model
+
+    if args.model not in MODELS:
+        print(
+            f"error: unknown model {args.model!r}; choose one of {', '.join(MODELS)}",
+            file=sys.stderr,
+        )
+        return 2
+    if not (args.users >= 1 and args.items >= 1 and 0.0 <= args.eval_fraction <= 1.0):
+        print(
+            "error: --users and --items must be at least 1, --eval-fraction in [0, 1]",
+            file=sys.stderr,
+        )
+        return 2
+    bench = model.ModelBench(
+        users=args.users,
+        items=args.items,
+        events=args.events,
+        eval_fraction=args.eval_fraction,
+        model=args.model,
+        k=args.k,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    model.main(bench, args.db)
     return 0
 
 

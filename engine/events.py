@@ -1,4 +1,8 @@
-"""The event contract: one JSON object per message, validated field by field."""
+"""The event contract: one JSON object per message, validated field by field.
+
+MessagePack (the same map) is the binary alternative, for producers and
+engines that agree on it (RECO_ENCODING).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,15 @@ import math
 import unicodedata
 from dataclasses import dataclass
 
+import msgpack
+import orjson
+
 MAX_ID_LENGTH = 256
 MAX_ABS_RATING = 1e6
 # Unix seconds: from 1970 to the year 2100.
 MAX_TIMESTAMP = 4_102_444_800.0
 PAYLOAD_PREVIEW_CHARS = 500
+_INT64_LIMIT = 2.0**63
 # Control characters, and lone surrogates (which JSON's \ud800 escapes can
 # produce and which no UTF-8 store can hold).
 _FORBIDDEN_CATEGORIES = ("Cc", "Cs")
@@ -31,32 +39,90 @@ class InvalidEvent(ValueError):
     """A message breaks the event contract; ``str(exc)`` is the reason."""
 
 
-def parse_event(raw: bytes, max_bytes: int = 64 * 1024) -> Interaction:
-    """Decode and validate one message; raise InvalidEvent with the reason."""
+def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") -> Interaction:
+    """Decode and validate one message; raise InvalidEvent with the reason.
+
+    ``encoding`` is "json" (the contract) or "msgpack" (the same object as a
+    MessagePack map; see engine.encoding).
+    """
     if raw is None:
         raise InvalidEvent("empty message")
     if len(raw) > max_bytes:
         raise InvalidEvent(f"payload too large ({len(raw)} bytes > {max_bytes})")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidEvent("not UTF-8") from None
-    try:
-        data = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
-    except RecursionError:
-        raise InvalidEvent("JSON nested too deeply") from None
-    except InvalidEvent:
-        raise
-    except ValueError:
-        raise InvalidEvent("not valid JSON") from None
+    if encoding == "msgpack":
+        data = _msgpack_object(raw)
+    else:
+        data = _fast_json_object(raw)
+        if data is None:
+            data = _json_object(raw)
     if not isinstance(data, dict):
-        raise InvalidEvent(f"not a JSON object (got {type(data).__name__})")
+        kind = "MessagePack map" if encoding == "msgpack" else "JSON object"
+        raise InvalidEvent(f"not a {kind} (got {type(data).__name__})")
     return Interaction(
         user=_id(data, "user"),
         item=_id(data, "item"),
         rating=_number(data, "rating", -MAX_ABS_RATING, MAX_ABS_RATING),
         timestamp=_number(data, "timestamp", 0.0, MAX_TIMESTAMP),
     )
+
+
+def _fast_json_object(raw: bytes) -> dict | None:
+    """The message's object through orjson (about 5x faster), or None to let _json_object decide.
+
+    orjson keeps the last of duplicate keys silently and reads integers
+    beyond 64 bits as floats, so its answer is taken only for a flat object
+    of plain values whose quotes all delimit its own keys and strings (no
+    escapes): then a duplicate key would show as extra quotes. Anything else
+    -- invalid input included -- goes to the strict parser, which says why.
+    """
+    if type(raw) is not bytes or b"\\" in raw:
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict:
+        return None
+    strings = 0
+    for value in data.values():
+        kind = type(value)
+        if kind is str:
+            strings += 1
+        elif kind is float:
+            if not -_INT64_LIMIT < value < _INT64_LIMIT:
+                return None  # maybe an integer orjson could not hold
+        elif kind is dict or kind is list:
+            return None
+    if raw.count(b'"') != 2 * (len(data) + strings):
+        return None
+    return data
+
+
+def _json_object(raw: bytes):
+    """The strict parser: the standard library's, refusing duplicate keys and NaN."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent("not UTF-8") from None
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
+    except RecursionError:
+        raise InvalidEvent("JSON nested too deeply") from None
+    except InvalidEvent:
+        raise
+    except ValueError:
+        raise InvalidEvent("not valid JSON") from None
+
+
+def _msgpack_object(raw: bytes):
+    try:
+        return msgpack.unpackb(raw, object_pairs_hook=_no_duplicate_keys, strict_map_key=True)
+    except InvalidEvent:
+        raise
+    except msgpack.StackError:
+        raise InvalidEvent("MessagePack nested too deeply") from None
+    except (ValueError, TypeError, msgpack.UnpackException):
+        raise InvalidEvent("not valid MessagePack") from None
 
 
 def preview(raw: bytes | None) -> str:
@@ -104,6 +170,8 @@ def check_id(text: str, field: str = "user") -> str:
         raise InvalidEvent(f"'{field}' is empty")
     if len(text) > MAX_ID_LENGTH:
         raise InvalidEvent(f"'{field}' is longer than {MAX_ID_LENGTH} characters")
+    if text.isascii() and text.isprintable():
+        return text  # no control character, and no surrogate, can be in it
     if any(unicodedata.category(ch) in _FORBIDDEN_CATEGORIES for ch in text):
         raise InvalidEvent(f"'{field}' contains control characters")
     return text

@@ -19,6 +19,12 @@ plus one), so memory is O(items x neighbours) whatever the stream's length,
 and the whole state is the rows the store keeps: a reader ranks from a
 checkpoint exactly like the engine, and a restored engine continues exactly.
 
+Learning an event touches a handful of values, and evaluating one sums the
+neighbour rows of the user's recent items onto a per-stage base score kept
+up to date per event: both run as compiled loops (engine.kernels), with no
+allocation, no sort and no pass over the catalogue but the one that counts
+the items above the true one.
+
 The class keeps the FluRS recommender interface (initialize, register,
 update, score, recommend) without importing FluRS.
 
@@ -36,13 +42,14 @@ update, score, recommend) without importing FluRS.
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable
 
 import numpy as np
 
+from engine.kernels import LOG1P, learn_session, session_rank
 from engine.rows import GrowableRows
 from storage.ranking import N_STAGES, stage_of
+from storage.session_rows import widen_session_rows
 
 
 class HybridRecommender:
@@ -53,6 +60,7 @@ class HybridRecommender:
     """
 
     score_rule = "session"
+    exports_all_items = False  # an event changes the rows of a few items only
 
     def __init__(
         self,
@@ -80,8 +88,38 @@ class HybridRecommender:
         self.stage_weight = stage_weight
         self.neighbours = neighbours
         self._known_items = known_items or (lambda u: {})
-        # Weight of the user's n-th newest item, for each number of items the user has.
-        self._weights = [self._item_weights(n) for n in range(max(context, profile) + 1)]
+        # Items of a user row, and items read from the history per event.
+        self._row_items = max(context, profile)
+        self._newest_items = max(window, context, profile)
+        # The store keeps weights as float32; ranking uses exactly those values.
+        self._stage_weight = float(np.float32(stage_weight))
+        self._tables()
+
+    def _tables(self) -> None:
+        """Weights per number of active items (a prefix of the user's newest items).
+
+        Which of a user's r newest items carry weight, and how much, depends
+        on r only; the weighted ones are always the first ``a`` and their
+        weights depend on ``a`` only, so a user's state is ``a`` and its items.
+        """
+        r_max = self._row_items
+        self._active_of = []  # r -> a
+        by_active: dict[int, np.ndarray] = {}
+        for r in range(r_max + 1):
+            weights = self._item_weights(r)
+            active = np.flatnonzero(weights)
+            a = len(active)
+            if not np.array_equal(active, np.arange(a)):
+                raise ValueError("item weights must be a prefix of the user's newest items")
+            previous = by_active.setdefault(a, weights[:a])
+            if not np.array_equal(previous, weights[:a]):
+                raise ValueError(f"weights of {a} active items depend on more than their count")
+            self._active_of.append(a)
+        self._weights64 = {a: w.astype(np.float64) for a, w in by_active.items()}
+        padded = np.zeros((r_max + 1, r_max), dtype=np.float32)
+        for a, w in by_active.items():
+            padded[a, :a] = w
+        self._weights32 = padded  # (r_max + 1, r_max): row a holds the weights of a items
 
     def _item_weights(self, n: int) -> np.ndarray:
         """(n,) float32 weights of a user's n newest items, newest first."""
@@ -100,21 +138,41 @@ class HybridRecommender:
     def initialize(self) -> None:
         self.n_user = 0
         self.n_item = 0
-        m = self.neighbours
-        # User rows are kept in the layout of storage.ranking.session_scores.
-        self._users = GrowableRows(N_STAGES + 2 * m)
-        # The same rows unpacked for ranking: (stage, its weight, item indices, weights).
-        self._unpacked: list[tuple[int, float, np.ndarray, np.ndarray]] = []
-        self._counts = GrowableRows(0)  # positive events per item
-        self._stages = [GrowableRows(0) for _ in range(N_STAGES)]  # ... per user stage
-        self._neighbour_ids = GrowableRows(m, dtype=np.int64)
+        m, s = self.neighbours, N_STAGES
+        # Per user: stage and number of weighted items (Python ints, read per
+        # event), and those items, newest first.
+        self._stage: list[int] = []
+        self._n_active: list[int] = []
+        self._recent = GrowableRows(self._row_items, dtype=np.int32)
+        # Per item: positive events, overall and per user stage.
+        self._counts = GrowableRows(0)
+        self._stage_counts = GrowableRows(s)
+        self._log_stages = GrowableRows(s, dtype=np.float64)
+        # log(1 + count) + stage_weight * log(1 + stage count): the score of
+        # every item for a user at each stage with no recent items, kept per
+        # event. Stage-major, (S, capacity), so that ranking reads one row.
+        self._base = np.zeros((s, 1024))
+        # Neighbours: index + 1 (0 in unused slots, which ranking drops with
+        # bin 0 of its bincount) and counts.
+        self._neighbour_ids = GrowableRows(m, dtype=np.int32)
         self._neighbour_counts = GrowableRows(m)
-        self._slots: list[dict[int, int]] = []  # item -> {neighbour: slot}
-        # log(1 + count) of every counter, kept up to date per event so that
-        # ranking takes no logarithm; the store computes the same values.
-        self._log_counts = GrowableRows(0, dtype=np.float64)
-        self._log_stages = [GrowableRows(0, dtype=np.float64) for _ in range(N_STAGES)]
-        self._log_neighbours = GrowableRows(m, dtype=np.float64)
+        self._filled = GrowableRows(0, dtype=np.int32)  # used slots per item (filled in order)
+        self._touched: set[int] = set()
+        self._newest_buffer = np.zeros(max(self._newest_items, 1), dtype=np.int64)
+        self._scratch = np.zeros(1025)  # (n_items + 1,) zeros for session_rank
+        self._bind()
+
+    def _bind(self) -> None:
+        """Collect the item buffers the compiled loops take, after any of them grew."""
+        self._item_buffers = (
+            self._counts.buffer,
+            self._stage_counts.buffer,
+            self._log_stages.buffer,
+            self._base,
+            self._neighbour_ids.buffer,
+            self._neighbour_counts.buffer,
+            self._filled.buffer,
+        )
 
     def is_new_user(self, u: int) -> bool:
         return u >= self.n_user
@@ -131,42 +189,32 @@ class HybridRecommender:
 
     def register_user(self, user) -> None:
         _check_dense(user.index, self.n_user, "user")
-        self._users.append(0.0)
-        self._unpacked.append(_NO_CONTEXT)
-        self._set_user_row(user.index, 0, [])
+        self._stage.append(0)
+        self._n_active.append(0)
+        self._recent.append(0)
         self.n_user += 1
 
     def register_item(self, item) -> None:
         _check_dense(item.index, self.n_item, "item")
-        for rows in (self._counts, self._neighbour_ids, self._neighbour_counts, *self._stages):
+        for rows in (
+            self._counts,
+            self._stage_counts,
+            self._log_stages,
+            self._neighbour_ids,
+            self._neighbour_counts,
+            self._filled,
+        ):
             rows.append(0)
-        for rows in (self._log_counts, self._log_neighbours, *self._log_stages):
-            rows.append(0.0)
-        self._slots.append({})
         self.n_item += 1
+        if self.n_item > self._base.shape[1]:
+            grown = np.zeros((N_STAGES, 2 * self._base.shape[1]))
+            grown[:, : self._base.shape[1]] = self._base
+            self._base = grown
+            self._scratch = np.zeros(grown.shape[1] + 1)
+        self._bind()
 
     def update(self, e, batch_train: bool = False) -> None:
-        """Learn one positive event: user ``e.user.index`` liked item ``e.item.index``.
-
-        Called before the engine adds the item to the user's history.
-        """
-        u, i = e.user.index, e.item.index
-        known = self._known_items(u)
-        stage = stage_of(len(known))
-        counts, stages = self._counts.view, self._stages[stage].view
-        counts[i] += 1.0
-        stages[i] += 1.0
-        # math.log1p and numpy's agree to the bit (both are the C library's).
-        self._log_counts.view[i] = math.log1p(counts[i])
-        self._log_stages[stage].view[i] = math.log1p(stages[i])
-        newest = self._newest(known, exclude=i, n=max(self.window, self.context, self.profile))
-        ids, neighbour_counts = self._neighbour_ids.view, self._neighbour_counts.view
-        logs = self._log_neighbours.view
-        for j in newest[: self.window]:
-            self._add_neighbour(i, j, ids, neighbour_counts, logs)
-            self._add_neighbour(j, i, ids, neighbour_counts, logs)
-        n_events = len(known) + (i not in known)
-        self._set_user_row(u, n_events, [i, *newest])
+        self.learn_one(e.user.index, e.item.index)
 
     def score(self, user, candidates: np.ndarray) -> np.ndarray:
         """Scores of ``candidates`` for ``user``, higher is better."""
@@ -179,100 +227,130 @@ class HybridRecommender:
 
     # -- learning ------------------------------------------------------------
 
+    def learn_one(self, u: int, i: int) -> None:
+        """Learn one positive event: user ``u`` liked item ``i``.
+
+        Called before the engine adds the item to the user's history.
+        """
+        known = self._known_items(u)
+        newest = self._newest(known, exclude=i, n=self._newest_items)
+        buffer = self._newest_buffer
+        buffer[: len(newest)] = newest
+        # The user's row: ``i``, then the newest items, as many as carry weight.
+        active = self._active_of[min(1 + len(newest), self._row_items)]
+        learn_session(
+            i,
+            stage_of(len(known)),
+            buffer,
+            len(newest),
+            self.window,
+            self._stage_weight,
+            *self._item_buffers,
+            self._recent.buffer[u],
+            active,
+        )
+        self._stage[u] = stage_of(len(known) + (i not in known))
+        self._n_active[u] = active
+        self._touched.add(i)
+        self._touched.update(newest[: self.window])
+
     @staticmethod
     def _newest(known: dict, exclude: int, n: int) -> list[int]:
         """The user's ``n`` newest items, newest first, without ``exclude``."""
         return [j for j in itertools.islice(reversed(known), n + 1) if j != exclude][:n]
 
-    def _add_neighbour(
-        self,
-        item: int,
-        neighbour: int,
-        ids: np.ndarray,
-        counts: np.ndarray,
-        logs: np.ndarray,
-    ) -> None:
-        """Count one co-occurrence in ``item``'s row (Space-Saving when the row is full).
-
-        ``ids``, ``counts`` and ``logs`` are the live neighbour views, passed in
-        because this runs several times per event.
-        """
-        slots = self._slots[item]
-        slot = slots.get(neighbour)
-        if slot is None:
-            if len(slots) < self.neighbours:
-                slot = len(slots)
-            else:
-                # Replace the weakest; the newcomer inherits its count, so a
-                # neighbour that keeps coming back climbs (Metwally et al. 2005).
-                slot = int(np.argmin(counts[item]))
-                del slots[int(ids[item, slot])]
-            slots[neighbour] = slot
-            ids[item, slot] = neighbour
-        count = counts[item, slot] + 1.0
-        counts[item, slot] = count
-        logs[item, slot] = math.log1p(count)
-
-    def _set_user_row(self, u: int, n_events: int, items: list[int]) -> None:
-        m, first = self.neighbours, N_STAGES
-        items = items[: max(self.context, self.profile)]
-        weights = self._weights[len(items)]
-        stage = stage_of(n_events)
-        row = self._users.view[u]
-        row[:] = 0.0
-        row[stage] = self.stage_weight
-        row[first : first + len(items)] = items
-        row[first + m : first + m + len(items)] = weights
-        active = np.flatnonzero(weights)
-        self._unpacked[u] = (
-            stage,
-            float(row[stage]),
-            np.array(items, dtype=np.int64)[active],
-            weights[active].astype(np.float64),
-        )
-
-    # -- state, for checkpoints and the store --------------------------------
+    # -- ranking -------------------------------------------------------------
 
     def scores_all(self, u: int) -> np.ndarray:
-        """Every item's score for user ``u``: (n_items,) float64.
+        """Every item's score for user ``u``: (n_items,) float64, a new array.
 
         The same arithmetic as storage.ranking.session_scores on the exported
         rows, with the logarithms taken from the per-event caches.
         """
-        stage, stage_weight, recent, weights = self._unpacked[u]
-        scores = self._log_counts.view.copy()
-        if stage_weight:
-            scores += stage_weight * self._log_stages[stage].view
-        if len(recent):
-            neighbours = self._neighbour_ids.view[recent]
-            counts = self._log_neighbours.view[recent] * weights[:, None]
-            scores += np.bincount(neighbours.ravel(), weights=counts.ravel(), minlength=self.n_item)
-        return scores
+        base = self._base[self._stage[u], : self.n_item]
+        a = self._n_active[u]
+        if not a:
+            return base.copy()
+        recent = self._recent.view[u, :a]
+        neighbours = self._neighbour_ids.view[recent]  # index + 1; bin 0 is unused slots
+        weighted = np.log1p(self._neighbour_counts.view[recent].astype(np.float64))
+        weighted *= self._weights64[a][:, None]
+        near = np.bincount(neighbours.ravel(), weights=weighted.ravel(), minlength=self.n_item + 1)
+        return base + near[1:]
+
+    def rank_counts(self, u: int, item: int, known: np.ndarray) -> tuple[int, int, int]:
+        """(items above ``item`` for ``u``, items level with it, candidates), ``known`` left out.
+
+        The counts engine.kernels.count_rank gives on scores_all(u), without
+        building the scores.
+        """
+        a = self._n_active[u]
+        return session_rank(
+            self.n_item,
+            self._base[self._stage[u]],
+            self._recent.buffer[u, :a],
+            self._weights64[a],
+            self._neighbour_ids.buffer,
+            self._neighbour_counts.buffer,
+            LOG1P,
+            self._scratch,
+            item,
+            known,
+        )
+
+    # -- state, for checkpoints and the store --------------------------------
 
     def ranking_inputs(self, u: int | None):
         """("session", user row or None, item rows, item counts) for storage.ranking."""
         items, counts = self.export_items()
-        user = self._users.view[u] if u is not None else None
+        user = self.user_rows(np.array([u]))[0] if u is not None else None
         return self.score_rule, user, items, counts
 
     def user_rows(self, users: np.ndarray) -> np.ndarray:
-        """Rows of ``users``: (len(users), width) float32, a copy."""
-        return self._users.view[np.asarray(users, dtype=np.int64)]
+        """Rows of ``users`` in the store's "session" layout: (len(users), S + 2R) float32.
+
+        [weight per stage (S) | the user's weighted items, newest first (R) |
+        their weights (R)], R = max(context, profile), zeros in unused slots.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        s, r = N_STAGES, self._row_items
+        stages = np.asarray(self._stage, dtype=np.int8)
+        actives = np.asarray(self._n_active, dtype=np.int8)
+        rows = np.zeros((len(users), s + 2 * r), dtype=np.float32)
+        for start in range(0, len(users), _CHUNK):  # bounded temporaries for a million users
+            chunk, block = users[start : start + _CHUNK], rows[start : start + _CHUNK]
+            active = actives[chunk]
+            block[np.arange(len(chunk)), stages[chunk]] = self._stage_weight
+            used = np.arange(r) < active[:, None]
+            block[:, s : s + r] = np.where(used, self._recent.view[chunk], 0)
+            block[:, s + r :] = self._weights32[active]
+        return rows
 
     def export_items(self) -> tuple[np.ndarray, np.ndarray]:
         """(item rows [stage counts | neighbour ids | neighbour counts], counts), float32."""
-        stages = np.stack([rows.view for rows in self._stages], axis=1)
-        ids = self._neighbour_ids.view.astype(np.float32)
-        rows = np.hstack([stages, ids, self._neighbour_counts.view])
-        return rows, self._counts.view.copy()
+        return self.item_rows(np.arange(self.n_item))
 
-    def drift_rows(self, item_rows: np.ndarray) -> np.ndarray:
+    def item_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and counts of ``items`` only: ((len(items), S + 2M), (len(items),)) float32."""
+        items = np.asarray(items, dtype=np.int64)
+        # The store's rows hold 0 in unused slots, with a count of 0.
+        ids = np.maximum(self._neighbour_ids.view[items] - 1, 0).astype(np.float32)
+        stages = self._stage_counts.view[items]
+        rows = np.hstack([stages, ids, self._neighbour_counts.view[items]])
+        return rows, self._counts.view[items]
+
+    def drain_touched(self) -> set[int]:
+        """Items whose rows changed since the last call."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def drift_rows(self) -> np.ndarray:
         """Each item's share of all likes, split by stage: (n_items, N_STAGES) float32.
 
         Counts only grow, so their change is growth; how the shares move is
         the shift in what users like.
         """
-        stages = np.asarray(item_rows[:, :N_STAGES], dtype=np.float32)
+        stages = self._stage_counts.view.copy()
         total = float(stages.sum())
         return stages / total if total else stages
 
@@ -280,41 +358,52 @@ class HybridRecommender:
         return {}
 
     def load_state(self, user_rows, item_rows, item_bias, state, histories) -> None:
-        """Resume from exported rows: they are the whole state."""
-        first, m = N_STAGES, self.neighbours
-        item_rows = np.asarray(item_rows, dtype=np.float32)
+        """Resume from exported rows: they are the whole state.
+
+        User rows may be of any width S + 2R' (stores written before the
+        compact layout have R' = neighbours); only weighted items count.
+        """
+        self.initialize()
+        s, m = N_STAGES, self.neighbours
+        item_rows = np.asarray(item_rows, dtype=np.float32).reshape(len(item_bias), -1)
+        if item_rows.shape[1] < s + 2 * m:  # the store keeps only the used slots
+            item_rows = widen_session_rows(item_rows, m)
         user_rows = np.asarray(user_rows, dtype=np.float32)
-        self._users = GrowableRows.from_array(user_rows)
-        self._unpacked = [_unpack(row, m) for row in user_rows]
-        self._counts = GrowableRows.from_array(np.asarray(item_bias, dtype=np.float32))
-        self._stages = [GrowableRows.from_array(item_rows[:, s].copy()) for s in range(first)]
-        ids = item_rows[:, first : first + m].astype(np.int64)
-        self._neighbour_ids = GrowableRows.from_array(ids, dtype=np.int64)
-        self._neighbour_counts = GrowableRows.from_array(item_rows[:, first + m :])
-        self._log_counts = _logs(self._counts.view)
-        self._log_stages = [_logs(rows.view) for rows in self._stages]
-        self._log_neighbours = _logs(self._neighbour_counts.view)
-        self._slots = [
-            {int(ids[item, slot]): int(slot) for slot in np.flatnonzero(counts)}
-            for item, counts in enumerate(self._neighbour_counts.view)
-        ]
-        self.n_user, self.n_item = len(user_rows), len(item_rows)
+        n_items, n_users = len(item_rows), len(user_rows)
+        counts = np.asarray(item_bias, dtype=np.float32)
+        stage_counts = item_rows[:, :s]
+        neighbour_counts = item_rows[:, s + m :]
+        ids = np.where(neighbour_counts > 0, item_rows[:, s : s + m] + 1, 0).astype(np.int32)
+        log_stages = np.log1p(stage_counts.astype(np.float64))
+        self._counts = GrowableRows.from_array(counts)
+        self._stage_counts = GrowableRows.from_array(stage_counts)
+        self._log_stages = GrowableRows.from_array(log_stages, dtype=np.float64)
+        self._neighbour_ids = GrowableRows.from_array(ids, dtype=np.int32)
+        self._neighbour_counts = GrowableRows.from_array(neighbour_counts)
+        self._filled = GrowableRows.from_array(
+            np.count_nonzero(neighbour_counts, axis=1), dtype=np.int32
+        )
+        capacity = self._counts.buffer.shape[0]
+        self._base = np.zeros((s, capacity))
+        self._base[:, :n_items] = (
+            np.log1p(counts.astype(np.float64))[:, None] + self._stage_weight * log_stages
+        ).T
+        self._scratch = np.zeros(capacity + 1)
+        self._bind()
+
+        stored = (user_rows.shape[1] - s) // 2 if n_users else 0
+        r = min(stored, self._row_items)
+        active = np.count_nonzero(user_rows[:, s + stored : s + stored + r], axis=1)
+        recent = np.zeros((n_users, self._row_items), dtype=np.int32)
+        recent[:, :r] = user_rows[:, s : s + r]
+        self._recent = GrowableRows.from_array(recent, dtype=np.int32)
+        self._n_active = active.tolist()
+        # With no weight on stages any stage ranks alike; 0 then.
+        self._stage = np.argmax(user_rows[:, :s], axis=1).tolist() if n_users else []
+        self.n_user, self.n_item = n_users, n_items
 
 
-_NO_CONTEXT = (0, 0.0, np.empty(0, dtype=np.int64), np.empty(0))
-
-
-def _unpack(row: np.ndarray, m: int) -> tuple[int, float, np.ndarray, np.ndarray]:
-    """A stored user row as (stage, stage weight, item indices, item weights) for ranking."""
-    stage = int(np.argmax(row[:N_STAGES]))
-    weights = row[N_STAGES + m :]
-    active = np.flatnonzero(weights)
-    items = row[N_STAGES + active].astype(np.int64)
-    return stage, float(row[stage]), items, weights[active].astype(np.float64)
-
-
-def _logs(counts: np.ndarray) -> GrowableRows:
-    return GrowableRows.from_array(np.log1p(counts.astype(np.float64)), dtype=np.float64)
+_CHUNK = 65_536  # users per block when exporting rows
 
 
 def _check_dense(index: int, expected: int, kind: str) -> None:

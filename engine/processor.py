@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.drift import factor_change, mean_jaccard
-from engine.evaluation import TOP_N, percentile_rank, rank_of
+from engine.evaluation import TOP_N, Draws, break_ties, percentile_rank
 from engine.events import Interaction, InvalidEvent, parse_event, preview
 from engine.features import FeatureTable
 from engine.history import UserHistory
+from engine.popularity import PopularityCounts
 from engine.recommender import DEFAULT_MODEL, Recommender
-from engine.rows import GrowableRows
 from storage.ranking import top_n
 from storage.records import (
     Checkpoint,
@@ -45,6 +45,7 @@ class ProcessorConfig:
     history_limit: int = 500
     panel_size: int = 50
     max_message_bytes: int = 64 * 1024
+    encoding: str = "json"  # of the messages: json or msgpack
     seed: int = 42
     topic: str = "flurs-events"
     top_n: int = TOP_N  # a hit is a true item ranked in the first top_n
@@ -68,10 +69,10 @@ class StreamProcessor:
         self.features = features
         self.history = UserHistory(config.history_limit)
         self.recommender = self._new_recommender(config.model, config.model_params)
-        self.popularity = GrowableRows(0)  # positive events per item: the baseline
+        self.popularity = PopularityCounts()  # positive events per item: the baseline
         self.totals = Totals()
         self.offsets: dict[int, int] = {}
-        self._rng = np.random.default_rng(config.seed + 1)
+        self._rng = Draws(config.seed + 1)
         self._reset_interval(time.time())
         self._users_at_checkpoint = 0
         self._items_at_checkpoint = 0
@@ -98,7 +99,7 @@ class StreamProcessor:
         self._interval.received += 1
         self.offsets[partition] = offset + 1
         try:
-            event = parse_event(raw, self.config.max_message_bytes)
+            event = parse_event(raw, self.config.max_message_bytes, self.config.encoding)
         except InvalidEvent as exc:
             self._reject(str(exc), raw, partition, offset)
             return
@@ -106,12 +107,21 @@ class StreamProcessor:
         self._interval.accepted += 1
         positive = event.rating >= self.config.min_rating
         if positive:
-            # No draw when every event is evaluated: the tie-break stream then
-            # matches the evaluator's, which calls observe() directly.
-            fraction = self.config.eval_fraction
-            self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
+            self.observe_positive(event)
         for listener in self._listeners:
             listener(event, positive)
+
+    def observe_positive(self, event: Interaction) -> None:
+        """observe() a positive event, evaluating an ``eval_fraction`` share of them at random."""
+        # No draw when every event is evaluated: the tie-break stream then
+        # matches the evaluator's, which calls observe() directly.
+        fraction = self.config.eval_fraction
+        self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
+
+    @property
+    def changed_users(self) -> int:
+        """Users whose state changed since the last checkpoint."""
+        return len(self._touched)
 
     def observe(self, event: Interaction, evaluate: bool = True) -> None:
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
@@ -121,7 +131,7 @@ class StreamProcessor:
         user = rec.register_user(event.user)
         item = rec.register_item(event.item)
         if item == self.popularity.n:
-            self.popularity.append(0.0)
+            self.popularity.register()
         if evaluate:
             self._evaluate(user, item)
         started = time.perf_counter()
@@ -131,7 +141,7 @@ class StreamProcessor:
         self._updates += 1
         self.timings.update_s += elapsed
         self.timings.updates += 1
-        self.popularity.view[item] += 1.0
+        self.popularity.add(item)
         self.history.add(user, item, event.timestamp, self.totals.positive)
         self._touched.add(user)
 
@@ -146,8 +156,12 @@ class StreamProcessor:
     def _evaluate(self, user: int, item: int) -> None:
         started = time.perf_counter()
         known = self.history.items(user)
-        rank, n_candidates = rank_of(self.recommender.scores(user), item, known, self._rng)
-        popular_rank, _ = rank_of(self.popularity.view, item, known, self._rng)
+        known_array = np.fromiter(known, dtype=np.int64, count=len(known))
+        rng = self._rng
+        greater, ties, n_candidates = self.recommender.rank_counts(user, item, known_array)
+        rank = break_ties(greater, ties, rng)
+        # The baseline's rank needs no pass over the catalogue (engine.popularity).
+        popular_rank = break_ties(*self.popularity.rank_counts(item, known_array), rng)
         elapsed = time.perf_counter() - started
         self._evaluate_s += elapsed
         self.timings.evaluate_s += elapsed
@@ -179,15 +193,27 @@ class StreamProcessor:
 
     # -- checkpoints -------------------------------------------------------
 
-    def checkpoint(self, now: float | None = None, lag: int | None = None) -> CheckpointWrite:
+    def checkpoint(
+        self, now: float | None = None, lag: int | None = None, full: bool = False
+    ) -> CheckpointWrite:
         """Snapshot everything since the last checkpoint and start a new interval.
 
-        Synchronous and self-contained: the result shares no array with the
-        live model, so it can be written from another thread.
+        Only the users and items that changed are in it, unless ``full``:
+        then every user's and item's row is (the history still holds only
+        its changes). Synchronous and self-contained: the result shares no
+        array with the live model, so it can be written from another thread.
         """
         now = time.time() if now is None else now
         rec = self.recommender
-        item_factors, item_bias = rec.export_items()
+        items = self._changed_items()
+        if full:
+            items = None
+        if items is None:
+            item_factors, item_bias = rec.export_items()
+            item_counts = self.popularity.view.copy()
+        else:
+            item_factors, item_bias = rec.item_rows(items)
+            item_counts = self.popularity.view[items]
         panel = self._panel_top_lists()
         interval = self._interval
         interval.interval_s = max(now - self._interval_started, 1e-9)
@@ -196,11 +222,15 @@ class StreamProcessor:
             1e6 * self._evaluate_s / interval.evaluated if interval.evaluated else None
         )
         interval.lag = lag
-        drift_rows = rec.drift_rows(item_factors)
+        drift_rows = rec.drift_rows()
         if self._previous_items is not None and drift_rows.shape[1]:
             interval.factor_change = factor_change(self._previous_items, drift_rows)
         interval.panel_overlap = mean_jaccard(self._previous_panel, panel)
-        touched = np.fromiter(sorted(self._touched), dtype=np.int64, count=len(self._touched))
+        touched = (
+            np.arange(rec.n_users, dtype=np.int64)
+            if full
+            else np.array(sorted(self._touched), dtype=np.int64)
+        )
         added, removed = self.history.drain_changes()
         write = CheckpointWrite(
             time=now,
@@ -217,13 +247,14 @@ class StreamProcessor:
             new_item_ids=rec.item_ids[self._items_at_checkpoint :],
             touched_users=touched,
             touched_user_factors=rec.user_factors(touched),
+            touched_items=items,
             item_factors=item_factors,
             item_bias=item_bias,
-            item_counts=self.popularity.view.astype(np.float32),
+            item_counts=item_counts,
             history_added=added,
             history_removed=removed,
             rejected=self._rejected,
-            rng_state=self._rng.bit_generator.state,
+            rng_state=self._rng.state,
         )
         self._users_at_checkpoint, self._items_at_checkpoint = rec.n_users, rec.n_items
         self._touched = set()
@@ -250,19 +281,28 @@ class StreamProcessor:
             state.item_bias,
             self.history,
         )
-        self.popularity = GrowableRows.from_array(state.item_counts)
+        self.popularity = PopularityCounts.from_array(state.item_counts)
         self.totals = Totals(**vars(checkpoint.totals))
         self.offsets = dict(checkpoint.offsets)
         self._users_at_checkpoint, self._items_at_checkpoint = (
             len(state.user_ids),
             len(state.item_ids),
         )
-        self._previous_items = self.recommender.drift_rows(state.item_factors)
+        self._previous_items = self.recommender.drift_rows()
         self._previous_panel = self._panel_top_lists()
         self._reset_interval(time.time())
         if checkpoint.rng_state is not None:
             # The same tie-breaks and samples as an engine that never stopped.
-            self._rng.bit_generator.state = checkpoint.rng_state
+            self._rng.state = checkpoint.rng_state
+
+    def _changed_items(self) -> np.ndarray | None:
+        """Items whose rows changed since the last checkpoint (sorted int64); None: all of them."""
+        rec = self.recommender
+        touched = rec.drain_touched_items()
+        if touched is None:
+            return None
+        # New items are always written, even one registered without being learned.
+        return np.union1d(touched, np.arange(self._items_at_checkpoint, rec.n_items))
 
     def _new_recommender(self, model: str, params: dict | None) -> Recommender:
         return Recommender(

@@ -32,6 +32,7 @@ from flurs.recommender.user_knn import UserKNNRecommender
 
 from engine.features import FeatureTable
 from engine.hybrid import HybridRecommender
+from engine.kernels import count_rank
 from engine.rows import GrowableRows
 from storage.ranking import score_items
 
@@ -119,6 +120,9 @@ class _FactorStore:
     def export_items(self) -> tuple[np.ndarray, np.ndarray]:
         return self._Q.view.copy(), self._zero_bias()
 
+    def item_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._Q.view[items], np.zeros(len(items), dtype=np.float32)
+
     def global_state(self) -> dict[str, np.ndarray]:
         return {}
 
@@ -152,6 +156,11 @@ class StreamingMF(_FactorStore, MFRecommender):
         # Positive-only feedback: the target is always 1 (FluRS forces it too, with a log line).
         self.update_model(e.user.index, e.item.index, 1.0)
 
+    def learn_one(self, u: int, i: int) -> None:
+        """update() without building FluRS's Event, User and Item objects."""
+        if not self.static:
+            self.update_model(u, i, 1.0)
+
     def update_model(self, ua: int, ia: int, value: float) -> None:
         P, Q = self._P.view, self._Q.view
         u_vec, i_vec = P[ua].copy(), Q[ia].copy()
@@ -182,14 +191,24 @@ class StreamingBPRMF(_FactorStore, BPRMFRecommender):
         super().__init__(k=k, l2_reg=l2_reg, learn_rate=learn_rate)
         self._init_factors(k, rng or np.random.default_rng())
         self._known_items = known_items or (lambda u: {})
+        self._touched: set[int] = set()
 
     def update(self, e: Event, batch_train: bool = False) -> None:
         self.update_model(e.user.index, e.item.index)
+
+    def learn_one(self, u: int, i: int) -> None:
+        self.update_model(u, i)
+
+    def drain_touched(self) -> set[int]:
+        """Negative items moved since the last call (the positive ones the facade knows)."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def update_model(self, ua: int, ia: int) -> None:
         j = self._sample_negative(ua, ia)
         if j is None:
             return
+        self._touched.add(j)
         P, Q = self._P.view, self._Q.view
         u_vec, i_vec, j_vec = P[ua].copy(), Q[ia].copy(), Q[j].copy()
         x_uij = float(u_vec @ (i_vec - j_vec))
@@ -246,7 +265,11 @@ class StreamingPopular(Popular):
             raise AttributeError("counts are set through load_state()")
 
     def update(self, e: Event, batch_train: bool = False) -> None:
-        self._freq.view[e.item.index] += 1.0
+        self.learn_one(e.user.index, e.item.index)
+
+    def learn_one(self, u: int, i: int) -> None:
+        freq = self._freq.flat
+        freq[i] = freq[i] + 1.0
 
     def ranking_inputs(self, u: int | None):
         return self.score_rule, None, _no_columns(self.n_item), self._freq.view
@@ -256,6 +279,9 @@ class StreamingPopular(Popular):
 
     def export_items(self) -> tuple[np.ndarray, np.ndarray]:
         return _no_columns(self.n_item), self._freq.view.copy()
+
+    def item_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _no_columns(len(items)), self._freq.view[items]
 
     def global_state(self) -> dict[str, np.ndarray]:
         return {}
@@ -298,6 +324,7 @@ class StreamingUserKNN(UserKNNRecommender):
         self._item_users: list[set[int]] = []
         self._overlap: list[dict[int, int]] = []  # user -> {other user: shared items}
         self._item_counts = GrowableRows(0)  # users who liked the item
+        self._touched: set[int] = set()  # items whose count changed since the last drain
 
     def is_new_user(self, u: int) -> bool:
         return u >= self.n_user
@@ -349,6 +376,11 @@ class StreamingUserKNN(UserKNNRecommender):
         if sign > 0:
             users.add(ua)
         self._item_counts.view[ia] += sign
+        self._touched.add(ia)
+
+    def drain_touched(self) -> set[int]:
+        touched, self._touched = self._touched, set()
+        return touched
 
     def score(self, user: User, candidates: np.ndarray) -> np.ndarray:
         return self.scores_all(user.index)[candidates]
@@ -385,6 +417,9 @@ class StreamingUserKNN(UserKNNRecommender):
     def export_items(self) -> tuple[np.ndarray, np.ndarray]:
         return _no_columns(self.n_item), self._item_counts.view.copy()
 
+    def item_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _no_columns(len(items)), self._item_counts.view[items]
+
     def global_state(self) -> dict[str, np.ndarray]:
         return {}
 
@@ -420,6 +455,7 @@ class StreamingSketch(SketchRecommender):
     """
 
     score_rule = "dot"
+    exports_all_items = True  # the sketch's directions move every item's row
 
     def __init__(self, user_dim: int, item_dim: int, ell: int = -1):
         super().__init__(p=user_dim + item_dim, ell=ell, proj="Raw")
@@ -531,6 +567,7 @@ class StreamingFM(FMRecommender):
     """
 
     score_rule = "dot"
+    exports_all_items = True  # shared feature weights move every item's row
 
     def __init__(
         self,
@@ -692,6 +729,9 @@ class Recommender:
         self._item_index: dict[str, int] = {}
         self._flurs = self._build(model, seed, known_items, history_limit)
         self._flurs.initialize()
+        # Models that learn from indices skip FluRS's per-event Event objects.
+        self._learn_one = getattr(self._flurs, "learn_one", None)
+        self._touched_items: set[int] = set()
         self.score_rule = self._flurs.score_rule
         self.k = self.params.get("k", 0)
         self._pending_state = _decode_state(state) if state else None
@@ -755,6 +795,8 @@ class Recommender:
 
     def _feature(self, kind: str, key: str) -> np.ndarray:
         """The id's feature vector for feature-based models (fm, sketch); empty otherwise."""
+        if self.model not in ("fm", "sketch"):
+            return _NO_FEATURES
         side = np.zeros(0, dtype=np.float32)
         if self.features is not None:
             side = self.features.user(key) if kind == "user" else self.features.item(key)
@@ -767,17 +809,46 @@ class Recommender:
 
     def learn(self, user: int, item: int) -> None:
         """Update the model from one positive interaction (indices already registered)."""
-        self._flurs.update(Event(User(user), Item(item)))
+        self._touched_items.add(item)
+        if self._learn_one is not None:
+            self._learn_one(user, item)
+        else:
+            self._flurs.update(Event(User(user), Item(item)))
 
     def learn_again(self, user: int, item: int) -> None:
         """Learn an event seen before once more, as a batch-training epoch."""
+        self._touched_items.add(item)
         self._flurs.update(Event(User(user), Item(item)), batch_train=True)
+
+    def drain_touched_items(self) -> np.ndarray | None:
+        """Items whose exported rows changed since the last call: sorted (m,) int64.
+
+        None when every item's row moves with each event (models with shared
+        state, like fm and sketch): then all of them changed.
+        """
+        touched, self._touched_items = self._touched_items, set()
+        if getattr(self._flurs, "exports_all_items", False):
+            return None
+        drain = getattr(self._flurs, "drain_touched", None)
+        if drain is not None:
+            touched |= drain()
+        return np.array(sorted(touched), dtype=np.int64)
 
     def scores(self, user: int) -> np.ndarray:
         """Every item's score for ``user``: (n_items,) float, higher is better."""
         if hasattr(self._flurs, "scores_all"):
             return self._flurs.scores_all(user)
         return score_items(*self._flurs.ranking_inputs(user))
+
+    def rank_counts(self, user: int, item: int, known: np.ndarray) -> tuple[int, int, int]:
+        """(items scoring above ``item`` for ``user``, items level with it, candidates).
+
+        ``known`` (int64) items are not candidates, except ``item`` itself:
+        engine.evaluation.rank_of's counts, in one compiled pass.
+        """
+        if hasattr(self._flurs, "rank_counts"):
+            return self._flurs.rank_counts(user, item, known)
+        return count_rank(self.scores(user), item, known)
 
     def ranking_inputs(self, user: int | None):
         """(score rule, user row or None, item rows, item bias) for storage.ranking."""
@@ -792,15 +863,25 @@ class Recommender:
         rows, bias = self._flurs.export_items()
         return np.asarray(rows, dtype=np.float32), np.asarray(bias, dtype=np.float32)
 
-    def drift_rows(self, item_rows: np.ndarray) -> np.ndarray:
+    def item_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """export_items() of ``items`` only: ((len(items), width), (len(items),)) float32."""
+        items = np.asarray(items, dtype=np.int64)
+        if hasattr(self._flurs, "item_rows"):
+            rows, bias = self._flurs.item_rows(items)
+        else:
+            rows, bias = self._flurs.export_items()
+            rows, bias = rows[items], bias[items]
+        return np.asarray(rows, dtype=np.float32), np.asarray(bias, dtype=np.float32)
+
+    def drift_rows(self) -> np.ndarray:
         """Rows whose relative change between checkpoints is the model's drift.
 
         The exported item rows for factor models; the hybrid's rows hold counts
         and neighbour indices, so it gives each item's share of every stage's likes.
         """
         if hasattr(self._flurs, "drift_rows"):
-            return self._flurs.drift_rows(item_rows)
-        return item_rows
+            return self._flurs.drift_rows()
+        return self.export_items()[0]
 
     def export_params(self) -> dict:
         """Hyper-parameters plus, for models with shared arrays (fm, sketch), their values."""
@@ -832,6 +913,9 @@ class Recommender:
             self._pending_state or {},
             histories,
         )
+
+
+_NO_FEATURES = np.zeros(0)
 
 
 def _no_columns(n: int) -> np.ndarray:

@@ -6,29 +6,48 @@ import numpy as np
 
 
 class GrowableRows:
-    """Rows of ``width`` float32 values in a buffer that doubles when full.
+    """Rows of ``width`` values (float32 by default) in a buffer that doubles when full.
 
-    ``view`` is the live (n, width) part of the buffer; it is only valid until
-    the next ``append`` that grows the buffer, so callers re-read it.
+    ``view`` is the live (n, width) part of the buffer, or (n,) when ``width``
+    is 0; ``flat`` is the same memory as a flat memoryview, row-major, whose
+    items read and write as Python numbers without making numpy scalars
+    (cheaper for one value at a time). Both are only valid until the next
+    ``append`` that grows the buffer, so callers re-read them.
     """
 
     def __init__(self, width: int, capacity: int = 1024, dtype=np.float32):
-        shape = (max(capacity, 1), width) if width else (max(capacity, 1),)
-        self._buffer = np.zeros(shape, dtype=dtype)
+        self.width = width
+        self.dtype = np.dtype(dtype)
         self.n = 0
+        self._allocate(max(capacity, 1))
+
+    def _allocate(self, capacity: int) -> None:
+        shape = (capacity, self.width) if self.width else (capacity,)
+        self._buffer = np.zeros(shape, dtype=self.dtype)
+        self._flat: memoryview | None = None
 
     @property
     def view(self) -> np.ndarray:
         return self._buffer[: self.n]
 
+    @property
+    def buffer(self) -> np.ndarray:
+        """The whole buffer, spare rows included (zeros): for compiled loops that take ``n``."""
+        return self._buffer
+
+    @property
+    def flat(self) -> memoryview:
+        """The whole buffer as a flat memoryview: row ``r``, column ``c`` is ``r * width + c``."""
+        if self._flat is None:
+            self._flat = memoryview(self._buffer.reshape(-1))
+        return self._flat
+
     def append(self, row) -> int:
         """Append one row; returns its index."""
         if self.n == len(self._buffer):
-            grown = np.zeros(
-                (2 * len(self._buffer), *self._buffer.shape[1:]), dtype=self._buffer.dtype
-            )
-            grown[: self.n] = self._buffer[: self.n]
-            self._buffer = grown
+            old = self._buffer
+            self._allocate(2 * len(old))
+            self._buffer[: self.n] = old[: self.n]
         self._buffer[self.n] = row
         self.n += 1
         return self.n - 1

@@ -65,6 +65,7 @@ class EngineRuntime:
                 history_limit=settings.history_limit,
                 panel_size=settings.panel_size,
                 max_message_bytes=settings.max_message_bytes,
+                encoding=settings.encoding,
                 seed=settings.seed,
                 topic=settings.topic,
             )

@@ -16,6 +16,7 @@ from pathlib import Path
 MODELS = ("hybrid", "popular", "mf", "bprmf", "userknn", "sketch", "fm")
 DEFAULT_MODEL = "hybrid"
 DEFAULT_BROKER = "kafka://127.0.0.1:19092"
+ENCODINGS = ("json", "msgpack")  # as engine.encoding; a test checks the two agree
 
 
 class SettingsError(ValueError):
@@ -42,6 +43,7 @@ class Settings:
     seed: int = 42
     datadir: Path = Path("data/faust")
     log_level: str = "info"
+    encoding: str = "json"  # of the events on the topic: json or msgpack (engine.encoding)
     keep_rejected: int = 10_000  # rejected messages kept in the store, newest first
     # Connection security for a real Kafka; the embedded broker speaks PLAINTEXT.
     broker_security_protocol: str = "PLAINTEXT"
@@ -84,6 +86,7 @@ _ENV = {
     "RECO_SEED": "seed",
     "RECO_DATADIR": "datadir",
     "RECO_LOG_LEVEL": "log_level",
+    "RECO_ENCODING": "encoding",
     "RECO_KEEP_REJECTED": "keep_rejected",
     "RECO_BROKER_SECURITY_PROTOCOL": "broker_security_protocol",
     "RECO_SASL_MECHANISM": "sasl_mechanism",
@@ -145,6 +148,8 @@ def validate(s: Settings) -> None:
         _fail("RECO_API_MAX_SHARE", s.api_max_share, "use a fraction above 0, at most 1")
     if s.api_url and not s.api_url.startswith(("http://", "https://")):
         _fail("RECO_API_URL", s.api_url, "use http://HOST:PORT")
+    if s.encoding not in ENCODINGS:
+        _fail("RECO_ENCODING", s.encoding, f"use one of {', '.join(ENCODINGS)}")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):
         _fail("RECO_LOG_LEVEL", s.log_level, "use debug, info, warning or error")
     if s.db.exists() and s.db.is_dir():

@@ -25,3 +25,21 @@ def encode_vector(vector: np.ndarray) -> bytes:
 
 def decode_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype="<f4")
+
+
+def encode_rows(matrix: np.ndarray) -> list[bytes]:
+    """Each row of a (n, k) matrix as raw little-endian float32, like encode_vector."""
+    matrix = np.ascontiguousarray(matrix, dtype="<f4")
+    data, width = matrix.tobytes(), matrix.shape[1] * 4
+    return (
+        [data[start : start + width] for start in range(0, len(data), width)]
+        if width
+        else [b""] * len(matrix)
+    )
+
+
+def decode_rows(blobs: list[bytes], width: int) -> np.ndarray:
+    """Rows encoded by encode_rows, all ``width`` values long, as one (n, width) float32 matrix."""
+    if not blobs:
+        return np.zeros((0, width), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), width).copy()

@@ -7,8 +7,9 @@ import sqlite3
 
 import numpy as np
 
-from storage.codec import decode_array, decode_vector
+from storage.codec import decode_array, decode_rows
 from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
+from storage.session_rows import decode_session_rows
 
 _CHECKPOINT_COLUMNS_0001 = (
     "id, time, model, params, topic, offsets, users, items, interval_s, received, accepted, "
@@ -93,37 +94,91 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
     )
 
 
-def latest_snapshot(
+def item_state(
+    conn: sqlite3.Connection, rule: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(item rows (n, width) float32, bias (n,), counts (n,)) of every item, in index order.
+
+    From the item_rows table, or from the last whole snapshot of a store that
+    no engine with item rows has opened yet. None when there is neither.
+    """
+    if not _has_table(conn, "item_rows"):
+        return _latest_snapshot(conn)
+    blobs, bias, counts = [], [], []
+    for blob, b, c in conn.execute("SELECT factors, bias, count FROM item_rows ORDER BY idx"):
+        blobs.append(blob)
+        bias.append(b)
+        counts.append(c)
+    if not blobs:
+        return _latest_snapshot(conn)
+    return (
+        decode_stored_rows(blobs, rule),
+        np.array(bias, dtype=np.float32),
+        np.array(counts, dtype=np.float32),
+    )
+
+
+def item_rows_since(
+    conn: sqlite3.Connection, checkpoint_id: int, rule: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Items written after ``checkpoint_id``: (indices (m,), rows (m, width), bias, counts)."""
+    indices, blobs, bias, counts = [], [], [], []
+    for idx, blob, b, c in conn.execute(
+        "SELECT idx, factors, bias, count FROM item_rows WHERE checkpoint_id > ? ORDER BY idx",
+        [checkpoint_id],
+    ):
+        indices.append(idx)
+        blobs.append(blob)
+        bias.append(b)
+        counts.append(c)
+    return (
+        np.array(indices, dtype=np.int64),
+        decode_stored_rows(blobs, rule),
+        np.array(bias, dtype=np.float32),
+        np.array(counts, dtype=np.float32),
+    )
+
+
+def score_rule(conn: sqlite3.Connection, checkpoint_id: int) -> str:
+    return conn.execute(
+        "SELECT score_rule FROM checkpoints WHERE id = ?", [checkpoint_id]
+    ).fetchone()[0]
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [name]).fetchone() is not None
+
+
+def _latest_snapshot(
     conn: sqlite3.Connection,
-) -> tuple[str, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Return (score_rule, item_factors, item_bias, item_counts) of the newest snapshot."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The newest whole-catalogue snapshot (stores written before 0005_item_rows)."""
     row = conn.execute(
-        "SELECT c.score_rule, s.item_factors, s.item_bias, s.item_counts "
-        "FROM model_snapshots s JOIN checkpoints c ON c.id = s.checkpoint_id "
-        "ORDER BY s.checkpoint_id DESC LIMIT 1"
+        "SELECT item_factors, item_bias, item_counts FROM model_snapshots "
+        "ORDER BY checkpoint_id DESC LIMIT 1"
     ).fetchone()
     if row is None:
         return None
-    rule, factors, bias, counts = row
-    return rule, decode_array(factors), decode_array(bias), decode_array(counts)
+    factors, bias, counts = (decode_array(blob) for blob in row)
+    return factors, bias, counts
 
 
 def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
     """Load everything the engine needs to resume from ``checkpoint``."""
-    snapshot = latest_snapshot(conn)
-    if snapshot is None:
-        raise ValueError("checkpoint without a model snapshot")
-    rule, item_factors, item_bias, item_counts = snapshot
-    k = item_factors.shape[1]
+    rule = score_rule(conn, checkpoint.id)
+    items = item_state(conn, rule)
+    if items is None:
+        raise ValueError("checkpoint without item rows")
+    item_factors, item_bias, item_counts = items
     user_ids: list[str] = []
     blobs: list[bytes] = []
     for user_id, blob in conn.execute("SELECT id, factors FROM users ORDER BY idx"):
         user_ids.append(user_id)
         blobs.append(blob)
     user_factors = (
-        decode_vector(b"".join(blobs)).reshape(len(user_ids), k).copy()
-        if user_ids
-        else np.zeros((0, k), dtype=np.float32)
+        decode_stored_rows(blobs, rule)
+        if blobs
+        else np.zeros((0, item_factors.shape[1]), dtype=np.float32)
     )
     item_ids = [row[0] for row in conn.execute("SELECT id FROM items ORDER BY idx")]
     histories: dict[int, list[int]] = {}
@@ -156,3 +211,14 @@ def item_names(conn: sqlite3.Connection, after: int = 0) -> tuple[dict[str, str]
     ).fetchall()
     cursor = rows[-1][0] if rows else after
     return {item: name for _, item, name in rows}, cursor
+
+
+def decode_stored_rows(blobs: list[bytes], rule: str) -> np.ndarray:
+    """Stored user or item rows as one (n, width) float32 matrix.
+
+    "session" rows are stored without their unused slots (storage.session_rows)
+    and padded back to the widest; every other rule's rows have one width.
+    """
+    if rule == "session":
+        return decode_session_rows(blobs)
+    return decode_rows(blobs, len(blobs[0]) // 4 if blobs else 0)

@@ -49,14 +49,16 @@ def session_scores(
 ) -> np.ndarray:
     """The "session" rule: log-counts weighted by the user's stage and recent items.
 
-    With S = N_STAGES and M neighbour slots (width W = S + 2M):
+    With S = N_STAGES, M neighbour slots (item width S + 2M) and R recent
+    items (user width S + 2R; stores written before R was cut to the model's
+    own need have R = M):
 
     - ``item_bias`` (n_items,): the item's positive events;
     - item row: [events per stage (S) | neighbour indices (M) | co-occurrence
       counts with them (M)] -- how often the item was liked close to each
       neighbour in someone's sequence;
-    - user row: [weight per stage (S) | indices of the user's last items (M) |
-      their weights (M)], zero weights in unused slots.
+    - user row: [weight per stage (S) | indices of the user's last items (R) |
+      their weights (R)], zero weights in unused slots.
 
     score(j) = log(1 + b_j) + sum_s u_s log(1 + stage_counts[j, s])
              + sum_l w_l log(1 + count of j among neighbours of recent item l).
@@ -64,10 +66,11 @@ def session_scores(
     """
     n_items, width = item_factors.shape
     m = (width - N_STAGES) // 2
+    r = (len(user_vector) - N_STAGES) // 2
     scores = np.log1p(item_bias.astype(np.float64))
     for stage in np.flatnonzero(user_vector[:N_STAGES]).tolist():
         scores += float(user_vector[stage]) * np.log1p(item_factors[:, stage].astype(np.float64))
-    weights = user_vector[N_STAGES + m :].astype(np.float64)
+    weights = user_vector[N_STAGES + r :].astype(np.float64)
     active = np.flatnonzero(weights)
     if len(active) and n_items:
         recent = item_factors[user_vector[N_STAGES + active].astype(np.int64)]

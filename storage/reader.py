@@ -17,6 +17,7 @@ from storage import queries
 from storage.codec import decode_vector
 from storage.connection import connect_readonly
 from storage.errors import NoCheckpoint, StoreError
+from storage.item_cache import ITEM_CACHE
 from storage.ranking import score_items, top_n
 from storage.records import (
     Checkpoint,
@@ -143,28 +144,30 @@ class StoreReader:
             raise ValueError(f"n must be between 1 and {MAX_N}, got {n}")
         with self._read() as conn:
             checkpoint = self._require_checkpoint(conn)
-            snapshot = queries.latest_snapshot(conn)
-            if snapshot is None:
-                raise NoCheckpoint(f"no model snapshot in {self.path} yet")
-            rule, item_factors, item_bias, item_counts = snapshot
             row = conn.execute("SELECT idx, factors FROM users WHERE id = ?", [user]).fetchone()
-            if row is None:
-                best, scores = top_n(item_counts, n)
-                fallback = True
-            else:
-                user_idx, blob = row
+            seen = None
+            if row is not None:
                 seen = np.fromiter(
                     (
                         r[0]
                         for r in conn.execute(
-                            "SELECT item_idx FROM history WHERE user_idx = ?", [user_idx]
+                            "SELECT item_idx FROM history WHERE user_idx = ?", [row[0]]
                         )
                     ),
                     dtype=np.int64,
                 )
-                scores_all = score_items(rule, decode_vector(blob), item_factors, item_bias)
-                best, scores = top_n(scores_all, n, exclude=seen)
-                fallback = rule == "popular" and checkpoint.model != "popular"
+            with ITEM_CACHE.lock:
+                items = ITEM_CACHE.rows(conn, self.path, checkpoint)
+                if items is None:
+                    raise NoCheckpoint(f"no model state in {self.path} yet")
+                if row is None:
+                    best, scores = top_n(items.counts, n)
+                else:
+                    user_vector = decode_vector(row[1])
+                    scores_all = score_items(items.rule, user_vector, items.factors, items.bias)
+                    best, scores = top_n(scores_all, n, exclude=seen)
+            # A model whose state the store cannot rank from exports rule "popular".
+            fallback = row is None or (items.rule == "popular" and checkpoint.model != "popular")
             names = _item_ids_and_names(conn, best)
         items = [
             RecommendedItem(rank=rank, item=names[idx][0], name=names[idx][1], score=float(score))

@@ -109,8 +109,11 @@ class ModelState:
 class CheckpointWrite:
     """One checkpoint as the engine hands it to the store.
 
-    Only users and items touched since the previous checkpoint are in
-    ``touched_users`` / ``history_added``; the item matrix is written whole.
+    Only users touched since the previous checkpoint are in ``touched_users``
+    / ``history_added``. Items likewise when ``touched_items`` is given: then
+    row ``j`` of ``item_factors``, ``item_bias`` and ``item_counts`` belongs
+    to item ``touched_items[j]``. Without it they hold every item, in order
+    (models whose shared state moves every item, like fm and sketch).
     """
 
     time: float
@@ -127,9 +130,9 @@ class CheckpointWrite:
     new_item_ids: list[str]
     touched_users: np.ndarray  # (m,) int64 user indices
     touched_user_factors: np.ndarray  # (m, k) float32
-    item_factors: np.ndarray  # (n_items, k) float32
-    item_bias: np.ndarray  # (n_items,) float32
-    item_counts: np.ndarray  # (n_items,) float32
+    item_factors: np.ndarray  # (n_items or len(touched_items), k) float32
+    item_bias: np.ndarray  # (n_items or len(touched_items),) float32
+    item_counts: np.ndarray  # (n_items or len(touched_items),) float32
     history_added: list[tuple[int, int, float, int]]  # (user, item, event time, seq)
     history_removed: list[tuple[int, int]]  # (user, item) evicted by the per-user bound
     rejected: list[RejectedEvent] = field(default_factory=list)
@@ -137,6 +140,7 @@ class CheckpointWrite:
     stalled_since: float | None = None  # Unix seconds the broker became unreachable
     rng_state: dict | None = None  # the engine's random draws, to continue them on restore
     online: list[OnlineCounts] = field(default_factory=list)  # one per A/B variant served
+    touched_items: np.ndarray | None = None  # (m,) int64 item indices, sorted; None: all
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
+
+from storage.codec import decode_array, encode_rows
 
 MIGRATION_SET = "reco-store"
 
@@ -116,6 +120,49 @@ def broker_status_and_draws(db: Database) -> None:
         ALTER TABLE checkpoints ADD COLUMN rng_state TEXT;
         """,
     )
+
+
+@migrations(name="0005_item_rows")
+def item_rows(db: Database) -> None:
+    """Item state one row per item, so a checkpoint rewrites only the items that changed."""
+    _run_statements(
+        db,
+        """
+        -- The model's row for each item (raw little-endian float32), its bias,
+        -- and its positive events (the popularity baseline). checkpoint_id is
+        -- the checkpoint that last wrote the row: a reader that cached the
+        -- rows of an earlier checkpoint reads only the newer ones.
+        CREATE TABLE item_rows (
+            idx INTEGER PRIMARY KEY,
+            factors BLOB NOT NULL,
+            bias REAL NOT NULL,
+            count REAL NOT NULL,
+            checkpoint_id INTEGER NOT NULL
+        );
+        CREATE INDEX item_rows_checkpoint ON item_rows(checkpoint_id);
+        """,
+    )
+    # The latest whole-catalogue snapshot becomes the rows; snapshots are no
+    # longer written, so the old ones go.
+    latest = db.execute(
+        "SELECT checkpoint_id, item_factors, item_bias, item_counts FROM model_snapshots "
+        "ORDER BY checkpoint_id DESC LIMIT 1"
+    ).fetchone()
+    if latest is not None:
+        checkpoint_id, factors, bias, counts = latest
+        factors, bias, counts = (decode_array(blob) for blob in (factors, bias, counts))
+        db.conn.executemany(
+            "INSERT INTO item_rows (idx, factors, bias, count, checkpoint_id) VALUES (?, ?, ?, ?, ?)",
+            zip(
+                range(len(bias)),
+                encode_rows(factors),
+                bias.tolist(),
+                counts.tolist(),
+                itertools.repeat(checkpoint_id),
+                strict=False,
+            ),
+        )
+    db.execute("DELETE FROM model_snapshots")
 
 
 def _run_statements(db: Database, script: str) -> None:

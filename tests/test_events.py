@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+from unittest import mock
 
+import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine import events, settings
+from engine.encoding import ENCODINGS, encode_event
 from engine.events import Interaction, InvalidEvent, parse_event, preview
 
 
@@ -99,3 +103,78 @@ def test_any_valid_event_round_trips(user, item, rating, timestamp):
     assert event.item == str(item).strip()
     assert event.rating == rating
     assert event.timestamp == timestamp
+
+
+# -- the fast JSON path and the binary encoding ------------------------------------
+
+_keys = st.sampled_from(["user", "item", "rating", "timestamp", "u", "x"])
+_scalars = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(['"a\\"b"', '"\\u0000"', '"\\ud800"', "NaN", "-Infinity", "1e999", "01"]),
+)
+
+
+@st.composite
+def _json_texts(draw) -> bytes:
+    """Objects as text, duplicate keys, odd literals and nesting included."""
+    pairs = draw(st.lists(st.tuples(_keys, _scalars), max_size=6))
+    members = []
+    for key, value in pairs:
+        literal = value if isinstance(value, str) and draw(st.booleans()) else json.dumps(value)
+        if draw(st.integers(0, 9)) == 0:
+            literal = "[" + literal + "]" if draw(st.booleans()) else '{"a": 1, "a": 2}'
+        members.append(f"{json.dumps(key)}{draw(st.sampled_from([':', ' : ']))}{literal}")
+    return ("{" + ",".join(members) + "}").encode()
+
+
+def _outcome(raw: bytes, **options):
+    try:
+        return parse_event(raw, **options)
+    except InvalidEvent as exc:
+        return str(exc)
+
+
+@given(st.one_of(_json_texts(), st.binary(max_size=120)))
+def test_the_fast_json_path_answers_exactly_like_the_strict_parser(raw):
+    with mock.patch.object(events, "_fast_json_object", lambda raw: None):
+        strict = _outcome(raw)
+    assert _outcome(raw) == strict
+
+
+def test_msgpack_events_parse_like_json_ones():
+    event = {"user": 42, "item": "tt0111", "rating": 4.5, "timestamp": 1_700_000_000}
+    assert parse_event(encode_event(event, "msgpack"), encoding="msgpack") == parse_event(
+        encode_event(event, "json")
+    )
+    assert set(ENCODINGS) == set(settings.ENCODINGS)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xc1", "not valid MessagePack"),
+        (b"", "not valid MessagePack"),
+        (msgpack.packb([1, 2]), "not a MessagePack map"),
+        (msgpack.packb({"user": b"\x00", "item": "i", "rating": 5, "timestamp": 1}), "'user'"),
+        (msgpack.packb({1: "u"}), "not valid MessagePack"),
+        (b"\x84\xa4user\xa1u\xa4user\xa1v\xa4item\xa1i\xa6rating\x05", "duplicate key"),
+        (b"\x91" * 5000 + b"\x90", "nested too deeply"),
+        (
+            msgpack.packb({"user": "u", "item": "i", "rating": float("nan"), "timestamp": 1}),
+            "finite",
+        ),
+    ],
+)
+def test_bad_msgpack_is_rejected_with_its_reason(raw, reason):
+    with pytest.raises(InvalidEvent, match=reason):
+        parse_event(raw, encoding="msgpack")
+
+
+@given(st.binary(max_size=200))
+def test_msgpack_parser_never_raises_anything_but_invalid_event(raw):
+    with contextlib.suppress(InvalidEvent):
+        parse_event(raw, encoding="msgpack")

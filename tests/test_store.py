@@ -128,7 +128,7 @@ def test_odd_user_ids_are_just_unknown(db_path, user):
     assert StoreReader(db_path).user_ids(prefix=user) == []
 
 
-def test_old_snapshots_metrics_and_rejections_are_pruned(db_path):
+def test_old_metrics_and_rejections_are_pruned_and_items_are_rows(db_path):
     proc = processor()
     writer = StoreWriter(db_path, keep_snapshots=2, metrics_retention_s=100, keep_rejected=3)
     for step in range(6):
@@ -136,7 +136,9 @@ def test_old_snapshots_metrics_and_rejections_are_pruned(db_path):
         proc.process(b"bad", 0, step * 100 + 50)
         writer.write_checkpoint(proc.checkpoint(now=1000.0 + 60 * step))
     db = writer.db
-    assert db.execute("SELECT COUNT(*) FROM model_snapshots").fetchone()[0] == 2
+    # One row per item, rewritten in place: nothing grows with the checkpoints.
+    assert db.execute("SELECT COUNT(*) FROM item_rows").fetchone()[0] == 3
+    assert db.execute("SELECT COUNT(*) FROM model_snapshots").fetchone()[0] == 0
     # Checkpoints older than 100 s before the last (t=1300) are gone.
     assert [row[0] for row in db.execute("SELECT time FROM checkpoints ORDER BY id")] == [
         1240.0,

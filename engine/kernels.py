@@ -1,0 +1,232 @@
+"""Compiled per-event loops: ranking the true item, and the hybrid's learning step.
+
+Per event the engine touches a few hundred values; through numpy that is a
+dozen calls of about a microsecond of overhead each, so these loops are
+compiled with numba instead (compiled once, cached on disk next to this
+file). Each one does in one pass what the numpy code it replaces did in
+several, with the same floating-point operations in the same order: results
+are bit-identical (tests/test_kernels.py compares them with the numpy
+reference, storage.ranking).
+
+No fastmath: reassociating or fusing the arithmetic would change scores in
+their last bits, and with them tie-breaks and recall.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_COMPILE = {"cache": True, "nogil": True}
+# log(1 + c) of small whole counts: numpy's own values (a table lookup is
+# cheaper than the logarithm, and keeping no log per slot saves 8 bytes a slot).
+LOG1P = np.log1p(np.arange(1 << 16, dtype=np.float64))
+
+
+@njit(**_COMPILE)
+def log1p_count(table, count):  # pragma: no cover - compiled
+    """log(1 + count) of a float32 count, in float64 as numpy computes it."""
+    whole = int(count)
+    if whole == count and 0 <= whole < table.shape[0]:
+        return table[whole]
+    return math.log1p(np.float64(count))
+
+
+@njit(**_COMPILE)
+def count_rank(scores, item, known):  # pragma: no cover - compiled
+    """(items scoring above ``item``, items level with it, candidates), known items left out.
+
+    ``scores`` (n_items,) float, ``known`` (k,) int64 item indices (the true
+    item among them stays a candidate). Equals rank_of's counts.
+    """
+    target = scores[item]
+    greater = 0
+    ties = -1  # the item itself
+    for j in range(scores.shape[0]):
+        value = scores[j]
+        if value > target:
+            greater += 1
+        elif value == target:
+            ties += 1
+    candidates = scores.shape[0]
+    for j in known:
+        if j == item:
+            continue
+        value = scores[j]
+        if value > target:
+            greater -= 1
+        elif value == target:
+            ties -= 1
+        candidates -= 1
+    return greater, ties, candidates
+
+
+@njit(**_COMPILE)
+def known_above(values, item, known):  # pragma: no cover - compiled
+    """(known items above ``item``, known items level with it), the item itself left out."""
+    target = values[item]
+    greater = 0
+    ties = 0
+    for j in known:
+        if j == item:
+            continue
+        value = values[j]
+        if value > target:
+            greater += 1
+        elif value == target:
+            ties += 1
+    return greater, ties
+
+
+@njit(**_COMPILE)
+def session_rank(
+    n, base, recent, weights, neighbour_ids, neighbour_counts, table, scratch, item, known
+):  # pragma: no cover - compiled
+    """count_rank() of the hybrid's scores for the first ``n`` items, without building them.
+
+    score(j) = base[j] + sum over the user's recent items l of weights[l] *
+    log(1 + neighbour_counts[l, slot of j]) -- storage.ranking's "session"
+    rule for the user's stage, summed in the order numpy's bincount sums it.
+    ``neighbour_ids`` holds index + 1 (0 in unused slots, which come last);
+    ``table`` is LOG1P; ``scratch`` is (n + 1,) or more float64 zeros,
+    returned zeroed.
+    """
+    m = neighbour_ids.shape[1]
+    for r in range(recent.shape[0]):
+        row = recent[r]
+        weight = weights[r]
+        for slot in range(m):
+            neighbour = neighbour_ids[row, slot]
+            if neighbour == 0:
+                break
+            scratch[neighbour] += log1p_count(table, neighbour_counts[row, slot]) * weight
+    target = base[item] + scratch[item + 1]
+    greater = 0
+    ties = -1
+    for j in range(n):
+        value = base[j] + scratch[j + 1]
+        if value > target:
+            greater += 1
+        elif value == target:
+            ties += 1
+    candidates = n
+    for j in known:
+        if j == item:
+            continue
+        value = base[j] + scratch[j + 1]
+        if value > target:
+            greater -= 1
+        elif value == target:
+            ties -= 1
+        candidates -= 1
+    for r in range(recent.shape[0]):
+        row = recent[r]
+        for slot in range(m):
+            neighbour = neighbour_ids[row, slot]
+            if neighbour == 0:
+                break
+            scratch[neighbour] = 0.0
+    return greater, ties, candidates
+
+
+@njit(**_COMPILE)
+def learn_session(
+    item,
+    stage,
+    newest,
+    n_newest,
+    window,
+    stage_weight,
+    counts,
+    stage_counts,
+    log_stages,
+    base,
+    neighbour_ids,
+    neighbour_counts,
+    filled,
+    recent,
+    n_recent,
+):  # pragma: no cover - compiled
+    """The hybrid's learning step for one liked ``item`` (see engine.hybrid).
+
+    Counts the item overall and at the user's ``stage``, refreshes its base
+    scores (``base`` is stage-major), and counts a co-occurrence both ways
+    with each of the first ``window`` of the ``n_newest`` items in ``newest``
+    (the user's, newest first; Space-Saving rows of ``neighbour_ids``, index
+    + 1, ``filled`` slots used per item). Then writes the user's row of
+    recent items: ``item`` and the newest, ``n_recent`` in all.
+    """
+    counts[item] += 1.0
+    stage_counts[item, stage] += 1.0
+    # Counts are float32; numba would take log1p in float32 too, numpy in float64.
+    log_stages[item, stage] = math.log1p(np.float64(stage_counts[item, stage]))
+    log_count = math.log1p(np.float64(counts[item]))
+    for s in range(base.shape[0]):
+        # The store's order of operations: log(1 + b) + w * log(1 + stage count).
+        base[s, item] = log_count + stage_weight * log_stages[item, s]
+    for t in range(min(window, n_newest)):
+        other = newest[t]
+        _add_neighbour(item, other, neighbour_ids, neighbour_counts, filled)
+        _add_neighbour(other, item, neighbour_ids, neighbour_counts, filled)
+    if n_recent:
+        recent[0] = item
+    for k in range(1, n_recent):
+        recent[k] = newest[k - 1]
+
+
+@njit(**_COMPILE)
+def _add_neighbour(item, neighbour, ids, counts, filled):  # pragma: no cover - compiled
+    """Count one co-occurrence in ``item``'s row; a full row replaces its weakest."""
+    m = ids.shape[1]
+    used = filled[item]
+    key = neighbour + 1
+    slot = -1
+    for k in range(used):
+        if ids[item, k] == key:
+            slot = k
+            break
+    if slot < 0:
+        if used < m:
+            slot = used
+            filled[item] = used + 1
+        else:
+            # The newcomer inherits the weakest count, so a neighbour that
+            # keeps coming back climbs (Space-Saving, Metwally et al. 2005).
+            slot = 0
+            for k in range(1, m):
+                if counts[item, k] < counts[item, slot]:
+                    slot = k
+        ids[item, slot] = key
+    counts[item, slot] += 1.0
+
+
+def warm_up() -> None:
+    """Compile (or load from the cache) every kernel now rather than on the first event."""
+    scores = np.zeros(2)
+    known = np.zeros(1, dtype=np.int64)
+    count_rank(scores, 0, known)
+    known_above(np.zeros(2, dtype=np.float32), 0, known)
+    base = np.zeros((2, 2))
+    ids = np.zeros((2, 2), dtype=np.int32)
+    counts = np.zeros((2, 2), dtype=np.float32)
+    recent = np.zeros(1, dtype=np.int32)
+    session_rank(2, base[0], recent, np.ones(1), ids, counts, LOG1P, np.zeros(3), 0, known)
+    learn_session(
+        0,
+        0,
+        np.ones(1, dtype=np.int64),
+        1,
+        1,
+        0.5,
+        np.zeros(2, dtype=np.float32),
+        np.zeros((2, 2), dtype=np.float32),
+        np.zeros((2, 2)),
+        base,
+        ids,
+        counts,
+        np.zeros(2, dtype=np.int32),
+        np.zeros(2, dtype=np.int32),
+        1,
+    )

@@ -1,0 +1,85 @@
+"""The popularity baseline: positive events per item, ranked in O(1) per event.
+
+Counts only ever grow by one, so instead of comparing the true item's count
+with the whole catalogue, the baseline keeps, for every count value c, how
+many items have exactly c events (``_at``) and how many have more
+(``_above``). An item moving from c to c + 1 changes ``_at[c]``,
+``_at[c + 1]`` and ``_above[c]`` only: the rank of any item is then two list
+reads, corrected for the user's known items.
+
+>>> counts = PopularityCounts()
+>>> for item in (0, 1, 1, 2, 2, 2):
+...     counts.add(item) if item < counts.n else (counts.register(), counts.add(item))
+>>> counts.greater_and_ties(1)
+(1, 0)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engine.kernels import known_above
+from engine.rows import GrowableRows
+
+
+class PopularityCounts:
+    """Positive events per item (float32, as the store keeps them) with O(1) rank queries."""
+
+    def __init__(self) -> None:
+        self._counts = GrowableRows(0)
+        self._at: list[int] = [0]  # count value -> items with exactly that count
+        self._above: list[int] = [0]  # count value -> items with a larger count
+
+    @property
+    def n(self) -> int:
+        return self._counts.n
+
+    @property
+    def view(self) -> np.ndarray:
+        """(n_items,) float32 counts; valid until the next ``register``."""
+        return self._counts.view
+
+    def register(self) -> None:
+        """Add a new item with no events."""
+        self._counts.append(0.0)
+        self._at[0] += 1
+
+    def add(self, item: int) -> None:
+        """Count one positive event of ``item``."""
+        flat = self._counts.flat
+        count = int(flat[item])
+        flat[item] = count + 1.0
+        if count + 1 == len(self._at):
+            self._at.append(0)
+            self._above.append(0)
+        self._at[count] -= 1
+        self._at[count + 1] += 1
+        self._above[count] += 1
+
+    def greater_and_ties(self, item: int) -> tuple[int, int]:
+        """(items with more events than ``item``, other items with as many)."""
+        count = int(self._counts.flat[item])
+        return self._above[count], self._at[count] - 1
+
+    def rank_counts(self, item: int, known: np.ndarray) -> tuple[int, int]:
+        """(greater, ties) for ``item`` among the candidates: ``known`` (int64) items are out.
+
+        The true item stays a candidate even if it is among ``known``.
+        """
+        greater, ties = self.greater_and_ties(item)
+        if len(known):
+            known_greater, known_ties = known_above(self._counts.view, item, known)
+            greater -= known_greater
+            ties -= known_ties
+        return greater, ties
+
+    @classmethod
+    def from_array(cls, counts: np.ndarray) -> PopularityCounts:
+        """Counts restored from a checkpoint: (n_items,) whole numbers."""
+        popularity = cls()
+        popularity._counts = GrowableRows.from_array(np.asarray(counts, dtype=np.float32))
+        values = popularity._counts.view.astype(np.int64)
+        at = np.bincount(values, minlength=1) if len(values) else np.zeros(1, dtype=np.int64)
+        above = len(values) - np.cumsum(at)
+        popularity._at, popularity._above = at.tolist(), above.tolist()
+        return popularity

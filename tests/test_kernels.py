@@ -1,0 +1,78 @@
+"""The compiled hot path counts exactly like the numpy reference it replaces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.evaluation import Draws, rank_of
+from engine.kernels import count_rank
+from engine.popularity import PopularityCounts
+from engine.processor import ProcessorConfig, StreamProcessor
+from storage.ranking import score_items
+from tests.test_quality_evaluator import synthetic_messages
+
+
+class _FixedDraws:
+    """A generator that always draws 0, so rank_of returns its ``greater`` count."""
+
+    def integers(self, high: int) -> int:
+        return 0
+
+
+def _trained(model: str = "hybrid", events: int = 3000) -> StreamProcessor:
+    processor = StreamProcessor(ProcessorConfig(model=model, min_rating=4.0, panel_size=0))
+    for offset, raw in enumerate(synthetic_messages(events)):
+        processor.process(raw, 0, offset)
+    return processor
+
+
+def _reference(scores: np.ndarray, item: int, known: np.ndarray) -> tuple[int, int, int]:
+    """(greater, ties, candidates) the slow way: rank_of with no random draw, plus ties."""
+    greater, candidates = rank_of(scores, item, set(known.tolist()), _FixedDraws())
+    level = np.flatnonzero(scores == scores[item])
+    ties = len(set(level.tolist()) - set(known.tolist()) - {item})
+    return greater, ties, candidates
+
+
+def test_hybrid_ranks_like_its_score_vector():
+    processor = _trained()
+    rec = processor.recommender
+    rng = np.random.default_rng(0)
+    for user in range(0, rec.n_users, 5):
+        known = np.fromiter(processor.history.items(user), dtype=np.int64)
+        for item in rng.integers(0, rec.n_items, 4).tolist() + known[:2].tolist():
+            scores = rec.scores(user)
+            assert rec.rank_counts(user, item, known) == _reference(scores, item, known)
+            # ... and like the store's rule on the exported rows, to the bit.
+            np.testing.assert_array_equal(scores, score_items(*rec.ranking_inputs(user)))
+
+
+def test_count_rank_and_popularity_match_the_reference():
+    processor = _trained("popular", 1500)
+    counts = processor.popularity.view
+    rebuilt = PopularityCounts.from_array(counts)
+    rng = np.random.default_rng(1)
+    for user in range(processor.recommender.n_users):
+        known = np.fromiter(processor.history.items(user), dtype=np.int64)
+        item = int(rng.integers(len(counts)))
+        greater, ties, candidates = _reference(counts.astype(np.float64), item, known)
+        assert count_rank(counts, item, known) == (greater, ties, candidates)
+        assert processor.popularity.rank_counts(item, known) == (greater, ties)
+        assert rebuilt.rank_counts(item, known) == (greater, ties)
+
+
+@pytest.mark.parametrize("seed", [0, 42])
+def test_draws_are_numpys_draws_and_state(seed):
+    numpy_rng, draws = np.random.default_rng(seed), Draws(seed)
+    highs = np.random.default_rng(7).integers(2, 5000, 3000).tolist() + [2**32, 2**31 + 1, 3]
+    for high in highs:
+        assert draws.integers(high) == int(numpy_rng.integers(high))
+        if high % 7 == 0:  # uniform draws in between take whole outputs
+            assert draws.random() == numpy_rng.random()
+    assert draws.state == numpy_rng.bit_generator.state
+    # A state saved mid-stream continues identically in either.
+    restored = Draws(0)
+    restored.state = draws.state
+    numpy_rng.bit_generator.state = draws.state
+    assert [restored.integers(10) for _ in range(9)] == numpy_rng.integers(10, size=9).tolist()
