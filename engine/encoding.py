@@ -7,7 +7,7 @@ set to (engine.events.parse_event) and rejects anything else with a reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 import msgpack
 
@@ -21,18 +21,29 @@ def encode_event(event: dict, encoding: str) -> bytes:
     return json.dumps(event).encode()
 
 
-def transcode(messages: Iterable[bytes], encoding: str) -> Iterator[bytes]:
+def transcode(
+    messages: Iterable[bytes] | AsyncIterable[bytes], encoding: str
+) -> Iterable[bytes] | AsyncIterable[bytes]:
     """JSON messages re-encoded as ``encoding``; ones that are not JSON objects pass unchanged.
 
-    The demo's deliberately malformed messages stay malformed in either encoding.
+    Accepts the closed loop's async stream as well as a plain one. The demo's
+    deliberately malformed messages stay malformed in either encoding.
     """
-    for message in messages:
-        if encoding == "json":
-            yield message
-            continue
-        try:
-            event = json.loads(message)
-        except ValueError:
-            yield message
-            continue
-        yield encode_event(event, encoding) if isinstance(event, dict) else message
+    if encoding == "json":
+        return messages
+    if isinstance(messages, AsyncIterable):
+        return _transcode_async(messages, encoding)
+    return (_reencode(message, encoding) for message in messages)
+
+
+async def _transcode_async(messages: AsyncIterable[bytes], encoding: str) -> AsyncIterator[bytes]:
+    async for message in messages:
+        yield _reencode(message, encoding)
+
+
+def _reencode(message: bytes, encoding: str) -> bytes:
+    try:
+        event = json.loads(message)
+    except ValueError:
+        return message
+    return encode_event(event, encoding) if isinstance(event, dict) else message
