@@ -58,12 +58,13 @@ run_demo() {
         echo "Using the Kafka at $RECO_BROKER" >&2
     fi
     # The worker serves the live API on 127.0.0.1:$RECO_WEB_PORT; the demo's
-    # synthetic users ask it for recommendations and act on them (closed loop).
+    # synthetic users ask it for recommendations and act on them (closed loop),
+    # and the dashboard's Recommend page asks it too.
     export RECO_WEB_PORT="${RECO_WEB_PORT:-6066}"
+    export RECO_API_URL="${RECO_API_URL:-http://127.0.0.1:$RECO_WEB_PORT}"
     "$PYTHON" -m engine worker &
     pids=($! "${pids[@]}")
-    "$PYTHON" -m engine produce --source synthetic --closed-loop \
-        --api "${RECO_API_URL:-http://127.0.0.1:$RECO_WEB_PORT}" \
+    "$PYTHON" -m engine produce --source synthetic --closed-loop --api "$RECO_API_URL" \
         --rate "${RECO_DEMO_RATE:-300}" --malformed 0.01 --quiet &
     pids=($! "${pids[@]}")
     "$PYTHON" -m streamlit run dashboard/app.py --server.headless true \
@@ -71,7 +72,7 @@ run_demo() {
         --browser.gatherUsageStats false --client.toolbarMode viewer >/dev/null &
     pids=($! "${pids[@]}")
     echo "Dashboard: http://127.0.0.1:$dashboard_port   (Ctrl-C stops everything)" >&2
-    echo "Live API:  http://127.0.0.1:$RECO_WEB_PORT/recommend/u1?n=10" >&2
+    echo "Live API:  $RECO_API_URL/recommend/u1?n=10" >&2
     wait -n "${pids[@]}" || true
 }
 

@@ -21,11 +21,11 @@ from engine.app import app, settings
 from engine.events import MAX_ID_LENGTH, InvalidEvent, check_id
 from engine.live import LiveRecommendations
 from engine.loopshare import LoopShare
+from storage import MAX_N
 
 log = logging.getLogger(__name__)
 
-DEFAULT_N = 10
-MAX_N = 100
+DEFAULT_N = 10  # MAX_N (100) is the store's, so the dashboard and the API agree
 # aiohttp's own work per request (parsing it, writing the answer) happens
 # outside the handler's timing; about this much here, seconds.
 REQUEST_OVERHEAD_S = 0.00015

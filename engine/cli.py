@@ -390,6 +390,7 @@ def _status(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     totals = checkpoint.totals
+    online = _online_totals(StoreReader(settings.db).online_metrics(max_points=1_000_000))
     print(
         json.dumps(
             {
@@ -407,7 +408,21 @@ def _status(args) -> int:
                 "evaluated": totals.evaluated,
                 "topic": checkpoint.topic,
                 "checkpoint_id": checkpoint.id,
+                "online": online,
             }
         )
     )
     return 0
+
+
+def _online_totals(points) -> dict:
+    """Impressions, clicks and CTR per A/B variant over the metrics the store keeps."""
+    totals: dict[str, dict] = {}
+    for point in points:
+        variant = totals.setdefault(point.variant, {"impressions": 0, "clicks": 0})
+        variant["impressions"] += point.impressions
+        variant["clicks"] += point.clicks
+    for variant in totals.values():
+        shown = variant["impressions"]
+        variant["ctr"] = variant["clicks"] / shown if shown else None
+    return totals

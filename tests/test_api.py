@@ -170,3 +170,9 @@ def test_the_closed_loop_demo_makes_impressions_and_clicks(engine_env, tmp_path)
 
         shown, clicked = _wait_for(online, 60, "impressions and clicks of both variants")
     assert clicked <= sum(shown.values())
+    status = subprocess.run(
+        [sys.executable, "-m", "engine", "status"], env=env, capture_output=True, text=True
+    )
+    report = json.loads(status.stdout)["online"]
+    assert report["model"]["impressions"] >= shown["model"]
+    assert 0.0 <= report["baseline"]["ctr"] <= 1.0
