@@ -13,6 +13,7 @@ import time
 from engine.settings import (
     DEFAULT_BROKER,
     DEFAULT_MODEL,
+    ENCODINGS,
     ENV_FOR_FIELD,
     MODELS,
     SettingsError,
@@ -124,6 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     pipeline = benches.add_parser("pipeline", help="engine vs a no-op Faust agent, real broker")
     pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
     pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
+    pipeline.add_argument("--runs", type=int, default=1, help="repeat and take medians (1)")
+    pipeline.add_argument("--encoding", default="json", help="json or msgpack (json)")
     pipeline.set_defaults(run=_bench_pipeline)
     serve = benches.add_parser(
         "serve", help="API latency under load and event throughput with and without it"
@@ -329,7 +332,10 @@ def _evaluate(args) -> int:
 def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
-    pipeline.main(args.events, args.source)
+    if args.runs < 1 or args.encoding not in ENCODINGS:
+        print(f"error: --runs must be 1 or more, --encoding one of {ENCODINGS}", file=sys.stderr)
+        return 2
+    pipeline.main(args.events, args.source, runs=args.runs, encoding=args.encoding)
     return 0
 
 

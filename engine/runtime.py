@@ -8,6 +8,7 @@ import time
 
 from engine.broker import is_reachable
 from engine.checkpointer import Checkpointer, CheckpointFailed
+from engine.kernels import warm_up
 from engine.live import LiveService
 from engine.online import ClickLog
 from engine.processor import ProcessorConfig, StreamProcessor
@@ -56,6 +57,7 @@ class EngineRuntime:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        warm_up()  # compiled loops load (or compile) now, not on the first events
         self.processor = StreamProcessor(
             ProcessorConfig(
                 model=settings.model,

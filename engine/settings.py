@@ -44,6 +44,7 @@ class Settings:
     datadir: Path = Path("data/faust")
     log_level: str = "info"
     encoding: str = "json"  # of the events on the topic: json or msgpack (engine.encoding)
+    event_loop: str = "uvloop"  # Faust's event loop: uvloop or aio (asyncio's own)
     keep_rejected: int = 10_000  # rejected messages kept in the store, newest first
     # Connection security for a real Kafka; the embedded broker speaks PLAINTEXT.
     broker_security_protocol: str = "PLAINTEXT"
@@ -87,6 +88,7 @@ _ENV = {
     "RECO_DATADIR": "datadir",
     "RECO_LOG_LEVEL": "log_level",
     "RECO_ENCODING": "encoding",
+    "RECO_EVENT_LOOP": "event_loop",
     "RECO_KEEP_REJECTED": "keep_rejected",
     "RECO_BROKER_SECURITY_PROTOCOL": "broker_security_protocol",
     "RECO_SASL_MECHANISM": "sasl_mechanism",
@@ -148,6 +150,8 @@ def validate(s: Settings) -> None:
         _fail("RECO_API_MAX_SHARE", s.api_max_share, "use a fraction above 0, at most 1")
     if s.api_url and not s.api_url.startswith(("http://", "https://")):
         _fail("RECO_API_URL", s.api_url, "use http://HOST:PORT")
+    if s.event_loop not in ("uvloop", "aio"):
+        _fail("RECO_EVENT_LOOP", s.event_loop, "use uvloop or aio")
     if s.encoding not in ENCODINGS:
         _fail("RECO_ENCODING", s.encoding, f"use one of {', '.join(ENCODINGS)}")
     if s.log_level.lower() not in ("debug", "info", "warning", "error"):

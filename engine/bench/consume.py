@@ -1,4 +1,6 @@
-"""One timed consumer run, in a process of its own: `python -m engine.bench.consume noop|engine`.
+"""One timed consumer run, in a process of its own: `python -m engine.bench.consume MODE`.
+
+MODE is noop (Faust's own ceiling), engine, or original (the write-up's engine).
 
 Reads its settings from the environment like the engine (RECO_*), plus
 RECO_BENCH_EVENTS (stop after this many messages) and RECO_BENCH_RESULT (where
@@ -45,13 +47,12 @@ class Stopwatch:
 
 
 def run_noop(stopwatch: Stopwatch) -> None:
-    import faust
-
     from engine.app import app_options
+    from engine.consumer import BatchingApp
     from engine.settings import load_settings
 
     settings = load_settings()
-    app = faust.App(settings.group, **app_options(settings))
+    app = BatchingApp(settings.group, **app_options(settings))
     topic = app.topic(settings.topic, value_serializer="raw", key_serializer="raw")
 
     @app.agent(topic)
@@ -78,6 +79,33 @@ def run_engine(stopwatch: Stopwatch) -> None:
     _start(app, settings)
 
 
+def run_original(stopwatch: Stopwatch) -> None:
+    """The original FluRS + Faust write-up's engine, as a reference.
+
+    Faust decodes each value as JSON; FluRS's MFRecommender, pre-registered
+    with MovieLens 100k's 943 users and 1682 items, learns each positive
+    event; nothing is evaluated, counted or checkpointed.
+    """
+    from engine.app import app_options
+    from engine.consumer import BatchingApp
+    from engine.recommender import OriginalMF
+    from engine.settings import load_settings
+
+    settings = load_settings()
+    app = BatchingApp(settings.group, **app_options(settings))
+    topic = app.topic(settings.topic, value_serializer="json", key_serializer="raw")
+    model = OriginalMF()
+
+    @app.agent(topic)
+    async def learn(stream):
+        async for event in stream:
+            if event["rating"] >= settings.min_rating:
+                model.learn(int(event["user"]) - 1, int(event["item"]) - 1)
+            stopwatch.tick()
+
+    _start(app, settings)
+
+
 def _start(app, settings) -> None:
     from engine.app import worker_argv
 
@@ -87,4 +115,4 @@ def _start(app, settings) -> None:
 
 if __name__ == "__main__":
     watch = Stopwatch(int(os.environ["RECO_BENCH_EVENTS"]), os.environ["RECO_BENCH_RESULT"])
-    {"noop": run_noop, "engine": run_engine}[sys.argv[1]](watch)
+    {"noop": run_noop, "engine": run_engine, "original": run_original}[sys.argv[1]](watch)

@@ -1,10 +1,13 @@
 """`python -m engine bench pipeline`: the engine's throughput against a no-op Faust agent.
 
 Starts the embedded broker on a free port, fills one topic with the same
-events, then consumes it twice under fresh consumer groups: once with a
-no-op agent (Faust's own ceiling) and once with the full engine (default
-model, every event evaluated, checkpoints every 5 s). Prints one JSON object
-on its last line.
+events, then consumes it under fresh consumer groups, each in a process of
+its own: with a no-op agent (Faust's own ceiling), with the full engine
+(default model, every event evaluated, checkpoints every 5 s), and -- for
+MovieLens files in JSON -- with the original FluRS + Faust write-up's
+engine (pre-registered FluRS MF, no evaluation). ``runs`` repeats the three
+in turn, since other work on the machine moves single figures; the printed
+figures are medians. Prints one JSON object on its last line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from engine.broker import EmbeddedBroker, free_port
+from engine.encoding import transcode
 from engine.producer import movielens_messages, send_messages, synthetic_messages
 from engine.synthetic import SyntheticConfig
 from storage import StoreReader
@@ -28,12 +33,25 @@ TOPIC = "bench-events"
 
 
 def run(
-    events: int | None, source: str, checkpoint_interval: float = 5.0, timeout: float = 600.0
+    events: int | None,
+    source: str,
+    checkpoint_interval: float = 5.0,
+    timeout: float = 600.0,
+    runs: int = 1,
+    encoding: str = "json",
 ) -> dict:
     if source == "synthetic":
         messages = list(synthetic_messages(SyntheticConfig(), events or 100_000))
     else:
         messages = movielens_messages(source)[:events] if events else movielens_messages(source)
+    messages = list(transcode(messages, encoding))
+    # The write-up's engine reads MovieLens ids as numbers, from JSON.
+    modes = ["noop", "engine"] + (
+        ["original"] if source != "synthetic" and encoding == "json" else []
+    )
+    rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    peak_rss: dict[str, float] = {mode: 0.0 for mode in modes}
+    checkpoints = []
     with tempfile.TemporaryDirectory(prefix="reco-bench-") as tmp, EmbeddedBroker() as broker:
         asyncio.run(
             send_messages(
@@ -49,31 +67,45 @@ def run(
             "RECO_BENCH_EVENTS": str(len(messages)),
             "RECO_CHECKPOINT_INTERVAL": str(checkpoint_interval),
             "RECO_EVAL_FRACTION": "1",
+            "RECO_ENCODING": encoding,
         }
-        noop = _consume("noop", env, Path(tmp), timeout)
-        engine = _consume(
-            "engine", {**env, "RECO_DB": str(Path(tmp) / "reco.db")}, Path(tmp), timeout
-        )
-        checkpoint = StoreReader(Path(tmp) / "reco.db").latest_checkpoint()
-        checkpoints = checkpoint.id
-        assert checkpoint.totals.received == len(messages), "the engine missed events"
-    return {
+        for attempt in range(runs):
+            for mode in modes:
+                db = Path(tmp) / f"reco-{attempt}.db"
+                result = _consume(mode, {**env, "RECO_DB": str(db)}, Path(tmp), timeout)
+                rates[mode].append(result["events_per_s"])
+                peak_rss[mode] = max(peak_rss[mode], result["peak_rss_mb"])
+                if mode == "engine":
+                    checkpoint = StoreReader(db).latest_checkpoint()
+                    assert checkpoint.totals.received == len(messages), "the engine missed events"
+                    checkpoints.append(checkpoint.id)
+                    model = checkpoint.model
+    median = {mode: statistics.median(values) for mode, values in rates.items()}
+    result = {
         "benchmark": "pipeline",
         "source": source,
         "events": len(messages),
-        "noop_events_per_s": round(noop["events_per_s"]),
-        "engine_events_per_s": round(engine["events_per_s"]),
-        "ratio": round(engine["events_per_s"] / noop["events_per_s"], 3),
-        "engine_peak_rss_mb": round(engine["peak_rss_mb"], 1),
-        "noop_peak_rss_mb": round(noop["peak_rss_mb"], 1),
-        "checkpoints": checkpoints,
-        "model": checkpoint.model,
+        "encoding": encoding,
+        "runs": runs,
+        "noop_events_per_s": round(median["noop"]),
+        "engine_events_per_s": round(median["engine"]),
+        "ratio": round(median["engine"] / median["noop"], 3),
+        "engine_peak_rss_mb": round(peak_rss["engine"], 1),
+        "noop_peak_rss_mb": round(peak_rss["noop"], 1),
+        "checkpoints": round(statistics.median(checkpoints)),
+        "model": model,
         "cores": os.cpu_count(),
+        "all_events_per_s": {mode: [round(v) for v in values] for mode, values in rates.items()},
     }
+    if "original" in median:
+        result["original_events_per_s"] = round(median["original"])
+        result["engine_vs_original"] = round(median["engine"] / median["original"], 3)
+    return result
 
 
 def _consume(mode: str, env: dict, tmp: Path, timeout: float) -> dict:
     result = tmp / f"{mode}.json"
+    result.unlink(missing_ok=True)
     env = {
         **env,
         "RECO_GROUP": f"bench-{mode}-{uuid.uuid4().hex[:8]}",
@@ -97,5 +129,5 @@ def _consume(mode: str, env: dict, tmp: Path, timeout: float) -> dict:
     return json.loads(result.read_text())
 
 
-def main(events: int | None, source: str) -> None:
-    print(json.dumps(run(events, source)))
+def main(events: int | None, source: str, runs: int = 1, encoding: str = "json") -> None:
+    print(json.dumps(run(events, source, runs=runs, encoding=encoding)))
