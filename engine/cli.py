@@ -127,6 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
     pipeline.add_argument("--runs", type=int, default=1, help="repeat and take medians (1)")
     pipeline.add_argument("--encoding", default="json", help="json or msgpack (json)")
+    pipeline.add_argument(
+        "--eval-fraction", type=float, default=1.0, help="share of events the engine evaluates (1)"
+    )
     pipeline.set_defaults(run=_bench_pipeline)
     serve = benches.add_parser(
         "serve", help="API latency under load and event throughput with and without it"
@@ -335,7 +338,13 @@ def _bench_pipeline(args) -> int:
     if args.runs < 1 or args.encoding not in ENCODINGS:
         print(f"error: --runs must be 1 or more, --encoding one of {ENCODINGS}", file=sys.stderr)
         return 2
-    pipeline.main(args.events, args.source, runs=args.runs, encoding=args.encoding)
+    pipeline.main(
+        args.events,
+        args.source,
+        runs=args.runs,
+        encoding=args.encoding,
+        eval_fraction=args.eval_fraction,
+    )
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import msgpack
 import orjson
@@ -25,9 +25,12 @@ _INT64_LIMIT = 2.0**63
 _FORBIDDEN_CATEGORIES = ("Cc", "Cs")
 
 
-@dataclass(frozen=True, slots=True)
-class Interaction:
-    """A valid event. Ids are kept as strings; ``timestamp`` is Unix seconds."""
+class Interaction(NamedTuple):
+    """A valid event. Ids are kept as strings; ``timestamp`` is Unix seconds.
+
+    A named tuple, not a frozen dataclass: as immutable, and built in a
+    third of the time (one is built per message).
+    """
 
     user: str
     item: str

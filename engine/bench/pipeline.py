@@ -39,6 +39,7 @@ def run(
     timeout: float = 600.0,
     runs: int = 1,
     encoding: str = "json",
+    eval_fraction: float = 1.0,
 ) -> dict:
     if source == "synthetic":
         messages = list(synthetic_messages(SyntheticConfig(), events or 100_000))
@@ -66,7 +67,7 @@ def run(
             "RECO_LOG_LEVEL": "warning",
             "RECO_BENCH_EVENTS": str(len(messages)),
             "RECO_CHECKPOINT_INTERVAL": str(checkpoint_interval),
-            "RECO_EVAL_FRACTION": "1",
+            "RECO_EVAL_FRACTION": str(eval_fraction),
             "RECO_ENCODING": encoding,
         }
         for attempt in range(runs):
@@ -86,6 +87,7 @@ def run(
         "source": source,
         "events": len(messages),
         "encoding": encoding,
+        "eval_fraction": eval_fraction,
         "runs": runs,
         "noop_events_per_s": round(median["noop"]),
         "engine_events_per_s": round(median["engine"]),
@@ -129,5 +131,12 @@ def _consume(mode: str, env: dict, tmp: Path, timeout: float) -> dict:
     return json.loads(result.read_text())
 
 
-def main(events: int | None, source: str, runs: int = 1, encoding: str = "json") -> None:
-    print(json.dumps(run(events, source, runs=runs, encoding=encoding)))
+def main(
+    events: int | None,
+    source: str,
+    runs: int = 1,
+    encoding: str = "json",
+    eval_fraction: float = 1.0,
+) -> None:
+    result = run(events, source, runs=runs, encoding=encoding, eval_fraction=eval_fraction)
+    print(json.dumps(result))
