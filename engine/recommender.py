@@ -438,7 +438,29 @@ class StreamingUserKNN(UserKNNRecommender):
 # -- online matrix sketching --------------------------------------------------------
 
 
-class StreamingSketch(SketchRecommender):
+class _RanksByExportedRows:
+    """Scoring for models that rank by their exported rows, as the store's readers do.
+
+    The subclass provides ``export_items()``, ``user_rows()`` and ``score_rule``.
+    """
+
+    def score(self, user: User, candidates: np.ndarray, context=None) -> np.ndarray:
+        return self.scores_all(user.index)[candidates]
+
+    def recommend(self, user: User, candidates: np.ndarray, context=None):
+        scores = self.score(user, candidates)
+        return self.scores2recos(scores, candidates, rev=True)
+
+    def scores_all(self, u: int) -> np.ndarray:
+        return score_items(*self.ranking_inputs(u))
+
+    def ranking_inputs(self, u: int | None):
+        items, bias = self.export_items()
+        user = self.user_rows(np.array([u]))[0] if u is not None else None
+        return self.score_rule, user, items, bias
+
+
+class StreamingSketch(_RanksByExportedRows, SketchRecommender):
     """FluRS online matrix sketching (Kitazawa 2017) on per-id codes plus side features.
 
     FluRS's sketch reads only feature vectors, so id-only events give it
@@ -501,21 +523,6 @@ class StreamingSketch(SketchRecommender):
         shrunk = np.sqrt(np.maximum(s[: self.ell] ** 2 - s[self.ell - 1] ** 2, 0.0))
         self.B = U[:, : self.ell] * shrunk
 
-    def score(self, user: User, candidates: np.ndarray, context=None) -> np.ndarray:
-        return self.scores_all(user.index)[candidates]
-
-    def recommend(self, user: User, candidates: np.ndarray, context=None):
-        scores = self.score(user, candidates)
-        return self.scores2recos(scores, candidates, rev=True)
-
-    def scores_all(self, u: int) -> np.ndarray:
-        return score_items(*self.ranking_inputs(u))
-
-    def ranking_inputs(self, u: int | None):
-        items, bias = self.export_items()
-        user = self.user_rows(np.array([u]))[0] if u is not None else None
-        return self.score_rule, user, items, bias
-
     def user_rows(self, users: np.ndarray) -> np.ndarray:
         blocks = self._user_blocks.view[np.asarray(users, dtype=np.int64)]
         return np.hstack([blocks, np.zeros((len(blocks), self.item_dim), dtype=np.float32)])
@@ -548,7 +555,7 @@ def id_code(kind: str, key: str, dims: int) -> np.ndarray:
 # -- factorisation machines ------------------------------------------------------------
 
 
-class StreamingFM(FMRecommender):
+class StreamingFM(_RanksByExportedRows, FMRecommender):
     """FluRS incremental FM (Kitazawa 2016) on [user one-hot, user features, item one-hot,
     item features], trained like FluRS on positives with target 1.
 
@@ -643,21 +650,6 @@ class StreamingFM(FMRecommender):
         self.w[active] = w_side + 2.0 * lr * (err * x - reg * w_side)
         user[:k], item[:k] = new_vectors[0], new_vectors[1]
         self.V[active] = new_vectors[2:]
-
-    def score(self, user: User, candidates: np.ndarray, context=None) -> np.ndarray:
-        return self.scores_all(user.index)[candidates]
-
-    def recommend(self, user: User, candidates: np.ndarray, context=None):
-        scores = self.score(user, candidates)
-        return self.scores2recos(scores, candidates, rev=True)
-
-    def scores_all(self, u: int) -> np.ndarray:
-        return score_items(*self.ranking_inputs(u))
-
-    def ranking_inputs(self, u: int | None):
-        items, bias = self.export_items()
-        user = self.user_rows(np.array([u]))[0] if u is not None else None
-        return self.score_rule, user, items, bias
 
     def user_rows(self, users: np.ndarray) -> np.ndarray:
         rows = self._users.view[np.asarray(users, dtype=np.int64)]

@@ -79,13 +79,7 @@ class StoreReader:
             ).fetchone()
             if not count:
                 return []
-            if count > max_points:
-                group, params = (
-                    "CAST((time - ?) / ? AS INTEGER)",
-                    [since, first, (last - first) / (max_points - 1)],
-                )
-            else:
-                group, params = "id", [since]
+            group, params = _time_buckets(since, first, last, count, max_points, "id")
             rows = conn.execute(
                 f"""SELECT MAX(time), SUM(interval_s), SUM(received), SUM(accepted),
                            SUM(positive), SUM(rejected), SUM(evaluated), SUM(model_hits),
@@ -117,13 +111,7 @@ class StoreReader:
             ).fetchone()
             if not count:
                 return []
-            if count > max_points:
-                group, params = (
-                    "CAST((time - ?) / ? AS INTEGER)",
-                    [since, first, (last - first) / (max_points - 1)],
-                )
-            else:
-                group, params = "checkpoint_id", [since]
+            group, params = _time_buckets(since, first, last, count, max_points, "checkpoint_id")
             rows = conn.execute(
                 f"""SELECT MAX(time), SUM(interval_s), variant, SUM(impressions), SUM(clicks)
                     FROM online_metrics WHERE time >= ?
@@ -233,6 +221,18 @@ class StoreReader:
         if checkpoint is None:
             raise NoCheckpoint(f"no checkpoint in {self.path} yet; start the engine with ./run.sh")
         return checkpoint
+
+
+def _time_buckets(
+    since: float, first: float, last: float, count: int, max_points: int, per_interval: str
+) -> tuple[str, list]:
+    """GROUP BY expression and parameters: one row per interval, or ``max_points`` equal buckets.
+
+    The parameters start with ``since`` for the query's ``WHERE time >= ?``.
+    """
+    if count > max_points:
+        return "CAST((time - ?) / ? AS INTEGER)", [since, first, (last - first) / (max_points - 1)]
+    return per_interval, [since]
 
 
 def validate_user_id(user: str) -> str:
