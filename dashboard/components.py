@@ -65,6 +65,19 @@ def window_picker(key: str) -> float | None:
     return WINDOWS[choice or DEFAULT_WINDOW]
 
 
+def cumulative_picker(label: str, key: str) -> bool:
+    """A segmented control: cumulative rates (True) or one point per checkpoint interval."""
+    choice = st.segmented_control(
+        label,
+        ["Cumulative", "Per interval"],
+        default="Cumulative",
+        required=True,
+        key=key,
+        label_visibility="collapsed",
+    )
+    return choice != "Per interval"
+
+
 def _delta(change: str | None, color: str = "normal") -> dict:
     """Keyword arguments for st.metric's delta; no change shows grey and without an arrow."""
     if change is not None and change.lstrip("+-") in ("0", "0%"):

@@ -74,14 +74,7 @@ headline()
 
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.subheader("Over time", anchor=False)
-    recall_kind = st.segmented_control(
-        "Recall",
-        ["Cumulative", "Per interval"],
-        default="Cumulative",
-        required=True,
-        key="model_recall",
-        label_visibility="collapsed",
-    )
+    cumulative = components.cumulative_picker("Recall", "model_recall")
     window_s = components.window_picker("model_window")
 
 
@@ -95,7 +88,6 @@ def history() -> None:
     except loaders.Unavailable as exc:
         components.unavailable(exc)
         return
-    cumulative = recall_kind != "Per interval"
     st.altair_chart(
         charts.recall_chart(frame, cumulative=cumulative, model=checkpoint.model), width="stretch"
     )

@@ -47,14 +47,7 @@ st.caption(
 
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.subheader("Model against the baseline", anchor=False)
-    ctr_kind = st.segmented_control(
-        "CTR",
-        ["Cumulative", "Per interval"],
-        default="Cumulative",
-        required=True,
-        key="online_ctr",
-        label_visibility="collapsed",
-    )
+    cumulative = components.cumulative_picker("CTR", "online_ctr")
     window_s = components.window_picker("online_window")
 
 
@@ -106,7 +99,6 @@ def online() -> None:
         f"{shown.get('model', '0')} lists from the model and {shown.get('baseline', '0')} "
         f"from the baseline {span}."
     )
-    cumulative = ctr_kind != "Per interval"
     st.altair_chart(
         charts.ctr_chart(frame, cumulative=cumulative, model=checkpoint.model), width="stretch"
     )
