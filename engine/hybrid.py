@@ -70,12 +70,12 @@ class HybridRecommender:
         window: int = 3,
         context: int = 3,
         decay: float = 0.5,
-        co_weight: float = 3.0,
+        co_weight: float = 5.0,
         profile: int = 20,
         profile_weight: float = 8.0,
         stage_weight: float = 0.5,
         neighbours: int = 128,
-        popularity_window: int = 0,
+        popularity_window: int = 300,
         known_items: Callable[[int], dict] | None = None,
     ):
         if not (1 <= context <= neighbours and 0 <= profile <= neighbours and window >= 1):
