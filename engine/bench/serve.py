@@ -166,6 +166,7 @@ def _measure(
         "items": state.get("items"),
         "users": state.get("users"),
         "model": state.get("model"),
+        "event_loop": state.get("event_loop"),
         "cores": os.cpu_count(),
     }
 
