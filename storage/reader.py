@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from storage import queries
-from storage.codec import decode_vector
 from storage.connection import connect_readonly
 from storage.errors import NoCheckpoint, StoreError
 from storage.item_cache import ITEM_CACHE
-from storage.ranking import score_items, top_n
+from storage.ranking import N_STAGES, score_items, top_n
 from storage.records import (
     Checkpoint,
     HistoryItem,
@@ -132,7 +131,8 @@ class StoreReader:
             raise ValueError(f"n must be between 1 and {MAX_N}, got {n}")
         with self._read() as conn:
             checkpoint = self._require_checkpoint(conn)
-            row = conn.execute("SELECT idx, factors FROM users WHERE id = ?", [user]).fetchone()
+            rule = queries.score_rule(conn, checkpoint.id)
+            row = queries.user_row(conn, user, rule)
             seen = None
             if row is not None:
                 seen = np.fromiter(
@@ -151,7 +151,10 @@ class StoreReader:
                 if row is None:
                     best, scores = top_n(items.counts, n)
                 else:
-                    user_vector = decode_vector(row[1])
+                    user_vector = row[1]
+                    if user_vector is None:  # registered, never learned: an empty row
+                        width = N_STAGES if items.rule == "session" else items.factors.shape[1]
+                        user_vector = np.zeros(width, dtype=np.float32)
                     scores_all = score_items(items.rule, user_vector, items.factors, items.bias)
                     best, scores = top_n(scores_all, n, exclude=seen)
             # A model whose state the store cannot rank from exports rule "popular".

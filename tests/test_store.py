@@ -136,8 +136,9 @@ def test_old_metrics_and_rejections_are_pruned_and_items_are_rows(db_path):
         proc.process(b"bad", 0, step * 100 + 50)
         writer.write_checkpoint(proc.checkpoint(now=1000.0 + 60 * step))
     db = writer.db
-    # One row per item, rewritten in place: nothing grows with the checkpoints.
-    assert db.execute("SELECT COUNT(*) FROM item_rows").fetchone()[0] == 3
+    # Every item changed in every interval: its chunk's one segment is replaced
+    # each time, so nothing grows with the checkpoints.
+    assert db.execute("SELECT COUNT(*), SUM(n) FROM item_segments").fetchone() == (1, 3)
     assert db.execute("SELECT COUNT(*) FROM model_snapshots").fetchone()[0] == 0
     # Checkpoints older than 100 s before the last (t=1300) are gone.
     assert [row[0] for row in db.execute("SELECT time FROM checkpoints ORDER BY id")] == [

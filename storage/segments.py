@@ -1,0 +1,263 @@
+"""User and item rows as packed segments: a base blob per chunk of indices, plus small deltas.
+
+One SQLite row per user makes a checkpoint of 10k users scattered over a
+million rewrite about as many 4 KB pages, and copy them once more out of the
+WAL. Here the rows of CHUNK consecutive indices live in a few blobs instead:
+a *base* with the chunk's rows and *deltas* with only the rows that changed.
+A checkpoint appends one delta per chunk it touched. A chunk whose deltas
+grow past MERGE_SHARE of a chunk (or past MAX_DELTAS of them) is *merged*:
+its segments are read back, the new rows applied, and the result written as
+one new base in place of them all. A later segment's row wins, so readers
+apply a chunk's segments in id order.
+
+A segment holds ``indices`` (int32, ascending), ``ends`` (uint32, where each
+row ends in ``data``, in bytes), ``data`` (the rows back to back: raw
+little-endian float32, "session" rows without their unused slots, as
+storage.session_rows) and, for items, ``scalars``: each row's bias and
+count (float32, (m, 2)).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+import numpy as np
+
+from storage.ranking import N_STAGES
+from storage.session_rows import pack_session_rows, unpack_session_rows, widen_session_rows
+
+CHUNK = 4096  # consecutive indices per chunk
+MERGE_SHARE = 0.25  # a chunk's deltas holding this share of CHUNK rows are merged into a base
+MAX_DELTAS = 32  # so are this many deltas, however small
+# Rows that merges may rewrite per write, as a multiple of the rows written: chunks
+# that fill up together are then merged over several checkpoints, not all in one.
+MERGE_BUDGET = 8
+
+USERS, ITEMS = "user_segments", "item_segments"
+
+
+@dataclass
+class Rows:
+    """Rows of some indices: ``indices`` (m,) int64 ascending, ``rows`` (m, width) float32,
+    ``scalars`` (m, 2) float32 (bias and count, items only) or None."""
+
+    indices: np.ndarray
+    rows: np.ndarray
+    scalars: np.ndarray | None = None
+
+
+def write(
+    conn: sqlite3.Connection, table: str, rule: str, checkpoint_id: int, update: Rows, n: int
+) -> None:
+    """Store ``update`` (sorted, unique indices below ``n``, the rows that exist).
+
+    Each touched chunk gets a delta, or a new base when the update holds every
+    row of the chunk or the chunk is due for a merge (within the budget).
+    """
+    if not len(update.indices):
+        return
+    chunks = update.indices // CHUNK
+    cuts = [0, *(np.flatnonzero(np.diff(chunks)) + 1).tolist(), len(chunks)]
+    pending = _pending(conn, table)
+    due: list[tuple[float, int, slice]] = []
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        chunk, part = int(chunks[start]), slice(start, end)
+        if end - start == min(n, (chunk + 1) * CHUNK) - chunk * CHUNK:
+            _replace_chunk(conn, table, rule, checkpoint_id, chunk, _part(update, part))
+            continue
+        deltas, rows = pending.get(chunk, (0, 0))
+        pressure = max((rows + end - start) / (MERGE_SHARE * CHUNK), (deltas + 1) / MAX_DELTAS)
+        if pressure >= 1.0:
+            due.append((pressure, chunk, part))
+        else:
+            _insert(conn, table, rule, checkpoint_id, chunk, False, _part(update, part))
+    budget = MERGE_BUDGET * len(update.indices)
+    for _, chunk, part in sorted(due, key=lambda d: -d[0]):
+        if budget > 0:
+            merged = combine([*read_chunk(conn, table, rule, chunk), _part(update, part)], rule)
+            budget -= len(merged.indices)
+            _replace_chunk(conn, table, rule, checkpoint_id, chunk, merged)
+        else:
+            _insert(conn, table, rule, checkpoint_id, chunk, False, _part(update, part))
+
+
+def read_all(conn: sqlite3.Connection, table: str, rule: str, n: int) -> Rows:
+    """Every row 0..n-1, as dense arrays (zeros for a row never written)."""
+    parts = [
+        _decode(rule, *row)
+        for row in conn.execute(
+            f"SELECT indices, ends, data, scalars FROM {table} ORDER BY id"  # noqa: S608
+        )
+    ]
+    return _dense(combine(parts, rule), n)
+
+
+def read_since(conn: sqlite3.Connection, table: str, rule: str, checkpoint_id: int) -> Rows:
+    """The rows written by checkpoints after ``checkpoint_id``, newest of each index."""
+    parts = [
+        _decode(rule, *row)
+        for row in conn.execute(
+            f"SELECT indices, ends, data, scalars FROM {table} "  # noqa: S608
+            "WHERE checkpoint_id > ? ORDER BY id",
+            [checkpoint_id],
+        )
+    ]
+    return combine(parts, rule)
+
+
+def read_chunk(conn: sqlite3.Connection, table: str, rule: str, chunk: int) -> list[Rows]:
+    """The segments of one chunk, oldest first."""
+    return [
+        _decode(rule, *row)
+        for row in conn.execute(
+            f"SELECT indices, ends, data, scalars FROM {table} "  # noqa: S608
+            "WHERE chunk = ? ORDER BY id",
+            [chunk],
+        )
+    ]
+
+
+def read_row(conn: sqlite3.Connection, table: str, rule: str, index: int) -> np.ndarray | None:
+    """The newest row of ``index`` (float32), or None if none was written.
+
+    Only the segments' indices and the row's own bytes are read, not whole
+    bases (incremental blob reads).
+    """
+    for segment, blob in conn.execute(
+        f"SELECT id, indices FROM {table} WHERE chunk = ? ORDER BY id DESC",  # noqa: S608
+        [index // CHUNK],
+    ):
+        indices = np.frombuffer(blob, dtype="<i4")
+        pos = int(np.searchsorted(indices, index))
+        if pos == len(indices) or indices[pos] != index:
+            continue
+        with conn.blobopen(table, "ends", segment, readonly=True) as ends:
+            ends.seek(4 * max(pos - 1, 0))
+            bounds = np.frombuffer(ends.read(8 if pos else 4), dtype="<u4").tolist()
+        start, end = (0, bounds[0]) if pos == 0 else bounds
+        with conn.blobopen(table, "data", segment, readonly=True) as data:
+            data.seek(start)
+            raw = data.read(end - start)
+        return unpack(raw, np.array([end - start]), rule)[0]
+    return None
+
+
+def combine(parts: list[Rows], rule: str) -> Rows:
+    """Segments (oldest first) as one: each index once, with its newest row."""
+    parts = [p for p in parts if len(p.indices)]
+    if not parts:
+        return Rows(np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
+    if len(parts) == 1:
+        return parts[0]
+    rows = _aligned([p.rows for p in parts], rule)
+    indices = np.concatenate([p.indices for p in parts])
+    # A stable sort keeps equal indices in write order: the last of each is the newest.
+    order = np.argsort(indices, kind="stable")
+    ordered = indices[order]
+    pick = order[np.append(ordered[1:] != ordered[:-1], True)]
+    scalars = None
+    if parts[0].scalars is not None:
+        scalars = np.concatenate([p.scalars for p in parts])[pick]
+    return Rows(indices[pick], np.concatenate(rows)[pick], scalars)
+
+
+def pack(rows: np.ndarray, rule: str) -> tuple[bytes, np.ndarray]:
+    """Rows (m, width) as one buffer and each row's end in it (bytes, (m,) int64)."""
+    if rule == "session":
+        return pack_session_rows(rows)
+    rows = np.ascontiguousarray(rows, dtype="<f4")
+    return rows.tobytes(), np.arange(1, len(rows) + 1, dtype=np.int64) * (4 * rows.shape[1])
+
+
+def unpack(data: bytes, ends: np.ndarray, rule: str) -> np.ndarray:
+    """Rows packed by ``pack``: (m, width) float32, "session" rows padded to the widest."""
+    if rule == "session":
+        return unpack_session_rows(data, ends)
+    m = len(ends)
+    width = int(ends[-1]) // 4 // m if m else 0
+    return np.frombuffer(data, dtype="<f4").reshape(m, width).copy()
+
+
+def _pending(conn: sqlite3.Connection, table: str) -> dict[int, tuple[int, int]]:
+    """Chunk -> (deltas, rows in them) over the chunks that have any."""
+    return {
+        chunk: (count, rows)
+        for chunk, count, rows in conn.execute(
+            f"SELECT chunk, COUNT(*), SUM(n) FROM {table} WHERE base = 0 GROUP BY chunk"  # noqa: S608
+        )
+    }
+
+
+def _replace_chunk(
+    conn: sqlite3.Connection, table: str, rule: str, checkpoint_id: int, chunk: int, rows: Rows
+) -> None:
+    conn.execute(f"DELETE FROM {table} WHERE chunk = ?", [chunk])  # noqa: S608
+    _insert(conn, table, rule, checkpoint_id, chunk, True, rows)
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    table: str,
+    rule: str,
+    checkpoint_id: int,
+    chunk: int,
+    base: bool,
+    rows: Rows,
+) -> None:
+    data, ends = pack(rows.rows, rule)
+    conn.execute(
+        f"INSERT INTO {table} (chunk, checkpoint_id, base, n, indices, ends, data, scalars) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            chunk,
+            checkpoint_id,
+            int(base),
+            len(rows.indices),
+            rows.indices.astype("<i4").tobytes(),
+            ends.astype("<u4").tobytes(),
+            data,
+            None if rows.scalars is None else np.ascontiguousarray(rows.scalars, "<f4").tobytes(),
+        ],
+    )
+
+
+def _decode(rule: str, indices: bytes, ends: bytes, data: bytes, scalars: bytes | None) -> Rows:
+    index = np.frombuffer(indices, dtype="<i4").astype(np.int64)
+    return Rows(
+        index,
+        unpack(data, np.frombuffer(ends, dtype="<u4").astype(np.int64), rule),
+        None if scalars is None else np.frombuffer(scalars, dtype="<f4").reshape(len(index), 2),
+    )
+
+
+def _part(rows: Rows, part: slice) -> Rows:
+    return Rows(
+        rows.indices[part], rows.rows[part], None if rows.scalars is None else rows.scalars[part]
+    )
+
+
+def _aligned(matrices: list[np.ndarray], rule: str) -> list[np.ndarray]:
+    """The matrices with one width: "session" ones widened to the most slots."""
+    if rule != "session":
+        return matrices
+    slots = max((m.shape[1] - N_STAGES) // 2 for m in matrices)
+    return [
+        m if m.shape[1] == N_STAGES + 2 * slots else widen_session_rows(m, slots) for m in matrices
+    ]
+
+
+def _dense(rows: Rows, n: int) -> Rows:
+    """Rows of indices 0..n-1 in order, zeros where none was written."""
+    if len(rows.indices) == n and (n == 0 or rows.indices[-1] == n - 1):
+        return rows
+    dense = Rows(
+        np.arange(n, dtype=np.int64),
+        np.zeros((n, rows.rows.shape[1]), np.float32),
+        None if rows.scalars is None else np.zeros((n, 2), np.float32),
+    )
+    keep = rows.indices < n
+    dense.rows[rows.indices[keep]] = rows.rows[keep]
+    if rows.scalars is not None:
+        dense.scalars[rows.indices[keep]] = rows.scalars[keep]
+    return dense
