@@ -7,6 +7,7 @@ import sqlite3
 
 import numpy as np
 
+from storage import histories as history_segments
 from storage import segments
 from storage.codec import decode_array, decode_rows
 from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
@@ -137,6 +138,16 @@ def user_row(
     return row[0], segments.read_row(conn, segments.USERS, rule, row[0])
 
 
+def user_history(conn: sqlite3.Connection, user: int) -> list[tuple[int, float]]:
+    """(item index, event time) of a user's history, newest first."""
+    if not _has_table(conn, history_segments.TABLE):
+        return conn.execute(
+            "SELECT item_idx, time FROM history WHERE user_idx = ? ORDER BY seq DESC", [user]
+        ).fetchall()
+    records = history_segments.read_user(conn, user)[::-1]
+    return list(zip(records["item"].tolist(), records["time"].tolist(), strict=True))
+
+
 def _legacy_item_state(
     conn: sqlite3.Connection, rule: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -218,10 +229,18 @@ def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
         user_factors = np.zeros((0, item_factors.shape[1]), dtype=np.float32)
     item_ids = [row[0] for row in conn.execute("SELECT id FROM items ORDER BY idx")]
     histories: dict[int, list[int]] = {}
-    for user_idx, item_idx in conn.execute(
-        "SELECT user_idx, item_idx FROM history ORDER BY user_idx, seq"
-    ):
-        histories.setdefault(user_idx, []).append(item_idx)
+    if _has_table(conn, history_segments.TABLE):
+        records = history_segments.read_all(conn)
+        users, items = records["user"], records["item"].tolist()
+        cuts = np.flatnonzero(np.diff(users)) + 1
+        for start, end in zip([0, *cuts.tolist()], [*cuts.tolist(), len(users)], strict=True):
+            if end > start:
+                histories[int(users[start])] = items[start:end]
+    else:
+        for user_idx, item_idx in conn.execute(
+            "SELECT user_idx, item_idx FROM history ORDER BY user_idx, seq"
+        ):
+            histories.setdefault(user_idx, []).append(item_idx)
     return ModelState(
         model=checkpoint.model,
         params=checkpoint.params,

@@ -8,6 +8,7 @@ import numpy as np
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage import histories
 from storage.codec import decode_array, encode_rows
 from storage.segments import CHUNK
 
@@ -226,7 +227,7 @@ def row_segments(db: Database) -> None:
             data BLOB NOT NULL,
             scalars BLOB
         );
-        CREATE INDEX user_segments_chunk ON user_segments(chunk, id);
+        CREATE INDEX user_segments_chunk ON user_segments(chunk, id, base, n);
         CREATE TABLE item_segments (
             id INTEGER PRIMARY KEY,
             chunk INTEGER NOT NULL,
@@ -238,8 +239,21 @@ def row_segments(db: Database) -> None:
             data BLOB NOT NULL,
             scalars BLOB
         );
-        CREATE INDEX item_segments_chunk ON item_segments(chunk, id);
+        CREATE INDEX item_segments_chunk ON item_segments(chunk, id, base, n);
         CREATE INDEX item_segments_checkpoint ON item_segments(checkpoint_id);
+        -- Users' histories per chunk of users, alike: added holds records
+        -- (user int32, item int32, time float64, seq int64), removed (user,
+        -- item) pairs the per-user bound evicted (storage.histories).
+        CREATE TABLE history_segments (
+            id INTEGER PRIMARY KEY,
+            chunk INTEGER NOT NULL,
+            checkpoint_id INTEGER NOT NULL,
+            base INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            added BLOB NOT NULL,
+            removed BLOB NOT NULL
+        );
+        CREATE INDEX history_segments_chunk ON history_segments(chunk, id, base, n);
         """,
     )
     # The stored rows move as they are: a segment's data is its rows' blobs
@@ -257,9 +271,20 @@ def row_segments(db: Database) -> None:
         "SELECT idx, factors, bias, count, checkpoint_id FROM item_rows ORDER BY idx",
         [],
     )
+    for chunk, group in itertools.groupby(
+        db.execute("SELECT user_idx, item_idx, time, seq FROM history ORDER BY user_idx, seq"),
+        key=lambda r: r[0] // CHUNK,
+    ):
+        added = histories.records(list(group))
+        db.execute(
+            "INSERT INTO history_segments (chunk, checkpoint_id, base, n, added, removed) "
+            "VALUES (?, ?, 1, ?, ?, ?)",
+            [chunk, latest, len(added), added.tobytes(), b""],
+        )
     _run_statements(
         db,
         """
+        DROP TABLE history;
         CREATE TABLE users_ids (
             idx INTEGER PRIMARY KEY,
             id TEXT NOT NULL UNIQUE

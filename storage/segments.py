@@ -59,17 +59,16 @@ def write(
         return
     chunks = update.indices // CHUNK
     cuts = [0, *(np.flatnonzero(np.diff(chunks)) + 1).tolist(), len(chunks)]
-    pending = _pending(conn, table)
+    pending = pending_chunks(conn, table)
     due: list[tuple[float, int, slice]] = []
     for start, end in zip(cuts, cuts[1:], strict=False):
         chunk, part = int(chunks[start]), slice(start, end)
         if end - start == min(n, (chunk + 1) * CHUNK) - chunk * CHUNK:
             _replace_chunk(conn, table, rule, checkpoint_id, chunk, _part(update, part))
             continue
-        deltas, rows = pending.get(chunk, (0, 0))
-        pressure = max((rows + end - start) / (MERGE_SHARE * CHUNK), (deltas + 1) / MAX_DELTAS)
-        if pressure >= 1.0:
-            due.append((pressure, chunk, part))
+        urgency = pressure(pending.get(chunk), end - start)
+        if urgency >= 1.0:
+            due.append((urgency, chunk, part))
         else:
             _insert(conn, table, rule, checkpoint_id, chunk, False, _part(update, part))
     budget = MERGE_BUDGET * len(update.indices)
@@ -179,14 +178,28 @@ def unpack(data: bytes, ends: np.ndarray, rule: str) -> np.ndarray:
     return np.frombuffer(data, dtype="<f4").reshape(m, width).copy()
 
 
-def _pending(conn: sqlite3.Connection, table: str) -> dict[int, tuple[int, int]]:
-    """Chunk -> (deltas, rows in them) over the chunks that have any."""
-    return {
-        chunk: (count, rows)
-        for chunk, count, rows in conn.execute(
-            f"SELECT chunk, COUNT(*), SUM(n) FROM {table} WHERE base = 0 GROUP BY chunk"  # noqa: S608
-        )
-    }
+def pending_chunks(conn: sqlite3.Connection, table: str) -> dict[int, tuple[int, int, int]]:
+    """Chunk -> (deltas, rows in them, rows in its base) over the chunks of ``table``."""
+    chunks: dict[int, list[int]] = {}
+    for chunk, base, count, rows in conn.execute(
+        f"SELECT chunk, base, COUNT(*), SUM(n) FROM {table} GROUP BY chunk, base"  # noqa: S608
+    ):
+        entry = chunks.setdefault(chunk, [0, 0, 0])
+        if base:
+            entry[2] += rows
+        else:
+            entry[0], entry[1] = count, rows
+    return {chunk: tuple(entry) for chunk, entry in chunks.items()}
+
+
+def pressure(pending: tuple[int, int, int] | None, new: int) -> float:
+    """How due a chunk is for a merge once ``new`` rows are added to it; 1 or more: due.
+
+    Deltas are merged when they would hold MERGE_SHARE of the base (of
+    CHUNK rows at least), or number MAX_DELTAS.
+    """
+    deltas, rows, base = pending or (0, 0, 0)
+    return max((rows + new) / (MERGE_SHARE * max(base, CHUNK)), (deltas + 1) / MAX_DELTAS)
 
 
 def _replace_chunk(

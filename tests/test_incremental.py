@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.processor import ProcessorConfig, StreamProcessor
-from storage import StoreReader, StoreWriter
+from storage import StoreReader, StoreWriter, histories
 from storage.codec import encode_array, encode_rows
 from storage.session_rows import encode_session_rows
 from tests.test_quality_evaluator import synthetic_messages
@@ -56,11 +56,20 @@ def test_incremental_checkpoints_restore_like_full_ones(model, tmp_path):
 
 
 def _as_old_layout(db, state, checkpoint_id: int, snapshot: bool) -> None:
-    """Turn a store back into what engines before row segments wrote: a row per user and
-    a row per item (0005), or before that (``snapshot``) a whole-catalogue snapshot."""
+    """Turn a store back into what engines before row segments wrote: a row per user,
+    per history entry and per item (0005), or before that (``snapshot``) a
+    whole-catalogue snapshot."""
     encode = encode_session_rows if state.score_rule == "session" else encode_rows
     conn = sqlite3.connect(db)
     with conn:
+        records = histories.read_all(conn)
+        conn.execute("DROP TABLE history_segments")
+        conn.execute(
+            "CREATE TABLE history (user_idx INTEGER NOT NULL, item_idx INTEGER NOT NULL, "
+            "time REAL NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (user_idx, item_idx)) "
+            "WITHOUT ROWID"
+        )
+        conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?)", records.tolist())
         conn.execute("DROP TABLE user_segments")
         conn.execute("DROP TABLE item_segments")
         conn.execute("ALTER TABLE users RENAME TO new_users")
@@ -122,8 +131,10 @@ def test_a_store_from_before_row_segments_is_read_and_then_migrated(layout, tmp_
     writer.close()
     users = processor.recommender.user_ids[::11]
     expected = [StoreReader(db).recommend(user).items for user in users]
+    expected_history = [StoreReader(db).history(user) for user in users]
     _as_old_layout(db, state, checkpoint_id, snapshot=layout == "snapshot")
     assert [StoreReader(db).recommend(user).items for user in users] == expected
+    assert [StoreReader(db).history(user) for user in users] == expected_history
 
     migrated = StoreWriter(db)
     assert migrated.db.execute("SELECT SUM(n) FROM item_segments").fetchone()[0] == len(
@@ -136,6 +147,8 @@ def test_a_store_from_before_row_segments_is_read_and_then_migrated(layout, tmp_
     _, after = migrated.latest()
     migrated.close()
     assert after.user_ids == state.user_ids and after.item_ids == state.item_ids
+    assert after.histories == state.histories
     for name in ("user_factors", "item_factors", "item_bias", "item_counts"):
         np.testing.assert_array_equal(getattr(after, name), getattr(state, name))
     assert [StoreReader(db).recommend(user).items for user in users] == expected
+    assert [StoreReader(db).history(user) for user in users] == expected_history

@@ -11,6 +11,7 @@ import pytest
 from engine.settings import DEFAULT_MODEL
 from storage import (
     NoCheckpoint,
+    RejectedEvent,
     StoreCorrupt,
     StoreMissing,
     StoreReader,
@@ -46,7 +47,9 @@ def test_new_store_is_migrated_and_in_wal_mode(db_path):
         "model_snapshots",
         "users",
         "items",
-        "history",
+        "user_segments",
+        "item_segments",
+        "history_segments",
         "rejected_events",
         "item_names",
     } <= tables
@@ -169,7 +172,8 @@ def test_checkpoint_is_all_or_nothing(db_path):
     proc, writer = _store_with_checkpoint(db_path)
     feed(proc, [("erin", "z")], start_offset=100)
     write = proc.checkpoint()
-    write.history_added.append((1,))  # a malformed row makes the history insert fail
+    # A payload SQLite cannot bind makes the last insert fail, after everything else.
+    write.rejected.append(RejectedEvent(1.0, "bad", 0, 0, payload=object()))
     with pytest.raises(sqlite3.Error):
         writer.write_checkpoint(write)
     reader = StoreReader(db_path)
