@@ -60,7 +60,7 @@ def write(
             _insert(conn, checkpoint_id, chunk, False, *part)
     for _, chunk, part in sorted(due, key=lambda d: -d[0]):
         if budget > 0:
-            merged = merge([*_read(conn, "WHERE chunk = ?", [chunk]), part])
+            merged = merge([*_read(conn, chunk), part])
             budget -= len(merged)
             conn.execute(f"DELETE FROM {TABLE} WHERE chunk = ?", [chunk])  # noqa: S608
             _insert(conn, checkpoint_id, chunk, True, merged, np.zeros(0, PAIR))
@@ -70,14 +70,14 @@ def write(
 
 def read_all(conn: sqlite3.Connection) -> np.ndarray:
     """Every user's records, ordered by user, then seq."""
-    return merge(_read(conn, "", []))
+    return merge(_read(conn, None))
 
 
 def read_user(conn: sqlite3.Connection, user: int) -> np.ndarray:
     """One user's records, oldest first."""
     parts = [
         (added[added["user"] == user], removed[removed["user"] == user])
-        for added, removed in _read(conn, "WHERE chunk = ?", [user // segments.CHUNK])
+        for added, removed in _read(conn, user // segments.CHUNK)
     ]
     return merge(parts)
 
@@ -107,15 +107,19 @@ def _key(entries: np.ndarray) -> np.ndarray:
     return entries["user"].astype(np.int64) << 32 | entries["item"].astype(np.int64)
 
 
-def _read(
-    conn: sqlite3.Connection, where: str, params: list
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def _read(conn: sqlite3.Connection, chunk: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(added, removed) of every segment, or of one chunk's, oldest first."""
+    rows = (
+        conn.execute(f"SELECT added, removed FROM {TABLE} ORDER BY id")  # noqa: S608
+        if chunk is None
+        else conn.execute(
+            f"SELECT added, removed FROM {TABLE} WHERE chunk = ? ORDER BY id",  # noqa: S608
+            [chunk],
+        )
+    )
     return [
         (np.frombuffer(added, dtype=RECORD), np.frombuffer(removed, dtype=PAIR))
-        for added, removed in conn.execute(
-            f"SELECT added, removed FROM {TABLE} {where} ORDER BY id",  # noqa: S608
-            params,
-        )
+        for added, removed in rows
     ]
 
 

@@ -28,11 +28,11 @@ from storage.ranking import N_STAGES
 from storage.session_rows import pack_session_rows, unpack_session_rows, widen_session_rows
 
 CHUNK = 4096  # consecutive indices per chunk
-MERGE_SHARE = 0.25  # a chunk's deltas holding this share of CHUNK rows are merged into a base
-MAX_DELTAS = 32  # so are this many deltas, however small
+MERGE_SHARE = 1.0  # a chunk whose deltas hold as many rows as a chunk is merged into a base
+MAX_DELTAS = 128  # so is one with this many deltas, however small
 # Rows that merges may rewrite per write, as a multiple of the rows written: chunks
 # that fill up together are then merged over several checkpoints, not all in one.
-MERGE_BUDGET = 8
+MERGE_BUDGET = 3
 
 USERS, ITEMS = "user_segments", "item_segments"
 
@@ -74,11 +74,50 @@ def write(
     budget = MERGE_BUDGET * len(update.indices)
     for _, chunk, part in sorted(due, key=lambda d: -d[0]):
         if budget > 0:
-            merged = combine([*read_chunk(conn, table, rule, chunk), _part(update, part)], rule)
+            merged = merge_packed([*_read_packed(conn, table, chunk), _packed(update, part, rule)])
             budget -= len(merged.indices)
-            _replace_chunk(conn, table, rule, checkpoint_id, chunk, merged)
+            conn.execute(f"DELETE FROM {table} WHERE chunk = ?", [chunk])  # noqa: S608
+            _insert_packed(conn, table, checkpoint_id, chunk, True, merged)
         else:
             _insert(conn, table, rule, checkpoint_id, chunk, False, _part(update, part))
+
+
+@dataclass
+class Packed:
+    """A segment as stored: ``indices`` and ``ends`` (m,) int64, ``data``, ``scalars``."""
+
+    indices: np.ndarray
+    ends: np.ndarray
+    data: bytes
+    scalars: np.ndarray | None = None
+
+
+def merge_packed(parts: list[Packed]) -> Packed:
+    """Segments (oldest first) as one, each index with its newest row, without decoding rows.
+
+    A stored row is a run of 4-byte values that stands alone, whatever its
+    rule, so merging only gathers the winning runs.
+    """
+    indices = np.concatenate([p.indices for p in parts])
+    # A stable sort keeps equal indices in write order: the last of each is the newest.
+    order = np.argsort(indices, kind="stable")
+    ordered = indices[order]
+    pick = order[np.append(ordered[1:] != ordered[:-1], True)]
+    base = np.cumsum([0, *(len(p.data) // 4 for p in parts[:-1])])
+    stops = np.concatenate([p.ends // 4 + b for p, b in zip(parts, base, strict=True)])
+    starts = np.concatenate(
+        [np.append(0, p.ends[:-1] // 4) + b for p, b in zip(parts, base, strict=True)]
+    )
+    starts, lengths = starts[pick], stops[pick] - starts[pick]
+    ends = np.cumsum(lengths)
+    values = np.frombuffer(b"".join(p.data for p in parts), dtype="<u4")
+    gather = np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(
+        ends - lengths - starts, lengths
+    )
+    scalars = None
+    if parts[0].scalars is not None:
+        scalars = np.concatenate([p.scalars for p in parts])[pick]
+    return Packed(indices[pick], 4 * ends, values[gather].tobytes(), scalars)
 
 
 def read_all(conn: sqlite3.Connection, table: str, rule: str, n: int) -> Rows:
@@ -103,18 +142,6 @@ def read_since(conn: sqlite3.Connection, table: str, rule: str, checkpoint_id: i
         )
     ]
     return combine(parts, rule)
-
-
-def read_chunk(conn: sqlite3.Connection, table: str, rule: str, chunk: int) -> list[Rows]:
-    """The segments of one chunk, oldest first."""
-    return [
-        _decode(rule, *row)
-        for row in conn.execute(
-            f"SELECT indices, ends, data, scalars FROM {table} "  # noqa: S608
-            "WHERE chunk = ? ORDER BY id",
-            [chunk],
-        )
-    ]
 
 
 def read_row(conn: sqlite3.Connection, table: str, rule: str, index: int) -> np.ndarray | None:
@@ -143,22 +170,32 @@ def read_row(conn: sqlite3.Connection, table: str, rule: str, index: int) -> np.
 
 
 def combine(parts: list[Rows], rule: str) -> Rows:
-    """Segments (oldest first) as one: each index once, with its newest row."""
+    """Segments (oldest first) as one: each index once, with its newest row.
+
+    Each part is written over the result in turn, so only the result and one
+    part are in memory at once (not every segment's rows side by side).
+    """
     parts = [p for p in parts if len(p.indices)]
     if not parts:
         return Rows(np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
     if len(parts) == 1:
         return parts[0]
-    rows = _aligned([p.rows for p in parts], rule)
-    indices = np.concatenate([p.indices for p in parts])
-    # A stable sort keeps equal indices in write order: the last of each is the newest.
-    order = np.argsort(indices, kind="stable")
-    ordered = indices[order]
-    pick = order[np.append(ordered[1:] != ordered[:-1], True)]
-    scalars = None
-    if parts[0].scalars is not None:
-        scalars = np.concatenate([p.scalars for p in parts])[pick]
-    return Rows(indices[pick], np.concatenate(rows)[pick], scalars)
+    indices = np.unique(np.concatenate([p.indices for p in parts]))
+    width = max(p.rows.shape[1] for p in parts)
+    if rule != "session" and any(p.rows.shape[1] != width for p in parts):
+        raise ValueError(f"rows of different widths under rule {rule!r}")
+    slots = (width - N_STAGES) // 2
+    rows = np.zeros((len(indices), width), dtype=np.float32)
+    scalars = None if parts[0].scalars is None else np.zeros((len(indices), 2), np.float32)
+    for part in parts:
+        at = np.searchsorted(indices, part.indices)
+        part_rows = part.rows
+        if part_rows.shape[1] != width:
+            part_rows = widen_session_rows(part_rows, slots)
+        rows[at] = part_rows
+        if scalars is not None:
+            scalars[at] = part.scalars
+    return Rows(indices, rows, scalars)
 
 
 def pack(rows: np.ndarray, rule: str) -> tuple[bytes, np.ndarray]:
@@ -218,7 +255,12 @@ def _insert(
     base: bool,
     rows: Rows,
 ) -> None:
-    data, ends = pack(rows.rows, rule)
+    _insert_packed(conn, table, checkpoint_id, chunk, base, _packed(rows, slice(None), rule))
+
+
+def _insert_packed(
+    conn: sqlite3.Connection, table: str, checkpoint_id: int, chunk: int, base: bool, rows: Packed
+) -> None:
     conn.execute(
         f"INSERT INTO {table} (chunk, checkpoint_id, base, n, indices, ends, data, scalars) "  # noqa: S608
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -228,11 +270,35 @@ def _insert(
             int(base),
             len(rows.indices),
             rows.indices.astype("<i4").tobytes(),
-            ends.astype("<u4").tobytes(),
-            data,
+            rows.ends.astype("<u4").tobytes(),
+            rows.data,
             None if rows.scalars is None else np.ascontiguousarray(rows.scalars, "<f4").tobytes(),
         ],
     )
+
+
+def _packed(rows: Rows, part: slice, rule: str) -> Packed:
+    data, ends = pack(rows.rows[part], rule)
+    return Packed(
+        rows.indices[part], ends, data, None if rows.scalars is None else rows.scalars[part]
+    )
+
+
+def _read_packed(conn: sqlite3.Connection, table: str, chunk: int) -> list[Packed]:
+    """The segments of one chunk as stored, oldest first."""
+    return [
+        Packed(
+            np.frombuffer(indices, dtype="<i4").astype(np.int64),
+            np.frombuffer(ends, dtype="<u4").astype(np.int64),
+            data,
+            None if scalars is None else np.frombuffer(scalars, dtype="<f4").reshape(-1, 2),
+        )
+        for indices, ends, data, scalars in conn.execute(
+            f"SELECT indices, ends, data, scalars FROM {table} "  # noqa: S608
+            "WHERE chunk = ? ORDER BY id",
+            [chunk],
+        )
+    ]
 
 
 def _decode(rule: str, indices: bytes, ends: bytes, data: bytes, scalars: bytes | None) -> Rows:
@@ -248,16 +314,6 @@ def _part(rows: Rows, part: slice) -> Rows:
     return Rows(
         rows.indices[part], rows.rows[part], None if rows.scalars is None else rows.scalars[part]
     )
-
-
-def _aligned(matrices: list[np.ndarray], rule: str) -> list[np.ndarray]:
-    """The matrices with one width: "session" ones widened to the most slots."""
-    if rule != "session":
-        return matrices
-    slots = max((m.shape[1] - N_STAGES) // 2 for m in matrices)
-    return [
-        m if m.shape[1] == N_STAGES + 2 * slots else widen_session_rows(m, slots) for m in matrices
-    ]
 
 
 def _dense(rows: Rows, n: int) -> Rows:

@@ -18,6 +18,7 @@ def small_chunks(monkeypatch):
     """Chunks of 16 indices, merged after 4 deltas: a few writes exercise every path."""
     monkeypatch.setattr(segments, "CHUNK", 16)
     monkeypatch.setattr(segments, "MAX_DELTAS", 4)
+    monkeypatch.setattr(segments, "MERGE_BUDGET", 1000)  # every chunk due is merged at once
 
 
 def _store(tmp_path) -> sqlite3.Connection:
@@ -38,6 +39,21 @@ def _session_rows(rng, n: int, slots: int) -> np.ndarray:
 @pytest.mark.parametrize("rule", ["dot", "session"])
 def test_rows_read_back_as_last_written_through_deltas_and_merges(small_chunks, tmp_path, rule):
     conn = _store(tmp_path)
+    # Deltas were written, and merges kept every chunk's below the limit.
+    assert 0 < _check_rows(conn, rule) < segments.MAX_DELTAS
+
+
+def test_rows_read_back_when_no_merge_fits_the_budget(small_chunks, tmp_path, monkeypatch):
+    monkeypatch.setattr(segments, "MERGE_BUDGET", 0)  # chunks due keep getting deltas
+    conn = _store(tmp_path)
+    _check_rows(conn, "session")
+
+
+def _check_rows(conn: sqlite3.Connection, rule: str) -> int:
+    """Write rows over many checkpoints; after each, every way of reading them agrees.
+
+    Returns the most deltas a chunk had at once.
+    """
     rng = np.random.default_rng(5)
     width = N_STAGES + 2 * 6 if rule == "session" else 4
     truth = np.zeros((0, width), dtype=np.float32)
@@ -81,8 +97,7 @@ def test_rows_read_back_as_last_written_through_deltas_and_merges(small_chunks, 
             "WHERE base = 0 GROUP BY chunk)"
         ).fetchone()[0]
         most_deltas = max(most_deltas, deltas or 0)
-    # Deltas were written, and merges kept every chunk's below the limit.
-    assert 0 < most_deltas < segments.MAX_DELTAS
+    return most_deltas
 
 
 def test_rows_written_since_a_checkpoint_bring_a_copy_up_to_date(small_chunks, tmp_path):
