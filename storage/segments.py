@@ -147,21 +147,19 @@ def read_since(conn: sqlite3.Connection, table: str, rule: str, checkpoint_id: i
 def read_row(conn: sqlite3.Connection, table: str, rule: str, index: int) -> np.ndarray | None:
     """The newest row of ``index`` (float32), or None if none was written.
 
-    Only the segments' indices and the row's own bytes are read, not whole
-    bases (incremental blob reads).
+    Only the segments' indices and ends and the row's own bytes are read, not
+    whole bases (an incremental blob read).
     """
-    for segment, blob in conn.execute(
-        f"SELECT id, indices FROM {table} WHERE chunk = ? ORDER BY id DESC",  # noqa: S608
+    for segment, blob, ends in conn.execute(
+        f"SELECT id, indices, ends FROM {table} WHERE chunk = ? ORDER BY id DESC",  # noqa: S608
         [index // CHUNK],
     ):
         indices = np.frombuffer(blob, dtype="<i4")
         pos = int(np.searchsorted(indices, index))
         if pos == len(indices) or indices[pos] != index:
             continue
-        with conn.blobopen(table, "ends", segment, readonly=True) as ends:
-            ends.seek(4 * max(pos - 1, 0))
-            bounds = np.frombuffer(ends.read(8 if pos else 4), dtype="<u4").tolist()
-        start, end = (0, bounds[0]) if pos == 0 else bounds
+        bounds = np.frombuffer(ends, dtype="<u4")
+        start, end = (int(bounds[pos - 1]) if pos else 0), int(bounds[pos])
         with conn.blobopen(table, "data", segment, readonly=True) as data:
             data.seek(start)
             raw = data.read(end - start)
