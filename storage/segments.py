@@ -28,7 +28,10 @@ from storage.ranking import N_STAGES
 from storage.session_rows import pack_session_rows, unpack_session_rows, widen_session_rows
 
 CHUNK = 4096  # consecutive indices per chunk
-MERGE_SHARE = 1.0  # a chunk whose deltas hold as many rows as a chunk is merged into a base
+MERGE_SHARE = 1.0  # a chunk whose deltas hold as many rows as its base is merged into one
+# A small base is merged with its deltas once they reach this many rows, so a
+# store of a few hundred users does not carry many times its size in deltas.
+MIN_MERGE_ROWS = 256
 MAX_DELTAS = 128  # so is one with this many deltas, however small
 # Rows that merges may rewrite per write, as a multiple of the rows written: chunks
 # that fill up together are then merged over several checkpoints, not all in one.
@@ -231,10 +234,10 @@ def pressure(pending: tuple[int, int, int] | None, new: int) -> float:
     """How due a chunk is for a merge once ``new`` rows are added to it; 1 or more: due.
 
     Deltas are merged when they would hold MERGE_SHARE of the base (of
-    CHUNK rows at least), or number MAX_DELTAS.
+    MIN_MERGE_ROWS at least), or number MAX_DELTAS.
     """
     deltas, rows, base = pending or (0, 0, 0)
-    return max((rows + new) / (MERGE_SHARE * max(base, CHUNK)), (deltas + 1) / MAX_DELTAS)
+    return max((rows + new) / (MERGE_SHARE * max(base, MIN_MERGE_ROWS)), (deltas + 1) / MAX_DELTAS)
 
 
 def _replace_chunk(
