@@ -226,11 +226,11 @@ class StreamProcessor:
         if self._previous_items is not None and drift_rows.shape[1]:
             interval.factor_change = factor_change(self._previous_items, drift_rows)
         interval.panel_overlap = mean_jaccard(self._previous_panel, panel)
-        touched = (
-            np.arange(rec.n_users, dtype=np.int64)
-            if full
-            else np.array(sorted(self._touched), dtype=np.int64)
-        )
+        if full:
+            touched = np.arange(rec.n_users, dtype=np.int64)
+        else:
+            touched = np.fromiter(self._touched, dtype=np.int64, count=len(self._touched))
+            touched.sort()  # in numpy: no list of Python ints on the event loop
         added, removed = self.history.drain_changes()
         write = CheckpointWrite(
             time=now,

@@ -38,6 +38,10 @@ def open_writable(path: str | Path) -> Database:
     try:
         conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000)
         db = Database(conn)
+        # Only a new file takes it: segments are blobs of a few hundred KB, and
+        # 16 KB pages write a full checkpoint at a million users in about half
+        # the time 4 KB pages take, incremental ones alike.
+        db.execute("PRAGMA page_size=16384")
         db.enable_wal()
         db.execute("PRAGMA synchronous=NORMAL")
         # After each WAL reset the file is cut back to this size, so one

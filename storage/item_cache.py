@@ -3,7 +3,7 @@
 A lookup ranks the whole catalogue, so it needs every item's row; reading
 100,000 rows per request would take longer than the ranking. The cache keeps
 them per store file and, when a newer checkpoint exists, reads only the rows
-written since (item_rows.checkpoint_id). Hold ``lock`` while reading and
+written since (the checkpoint_id of item segments, storage.segments). Hold ``lock`` while reading and
 ranking from the arrays: a refresh updates them in place.
 """
 
@@ -73,7 +73,9 @@ def _same_store(conn: sqlite3.Connection, cached: ItemRows) -> bool:
     row = conn.execute(
         "SELECT time FROM checkpoints WHERE id = ?", [cached.checkpoint_id]
     ).fetchone()
-    has_rows = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'item_rows'").fetchone()
+    has_rows = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE name IN ('item_rows', 'item_segments')"
+    ).fetchone()
     return row is not None and row[0] == cached.checkpoint_time and has_rows is not None
 
 

@@ -7,6 +7,8 @@ import sqlite3
 
 import numpy as np
 
+from storage import histories as history_segments
+from storage import segments
 from storage.codec import decode_array, decode_rows
 from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
 from storage.session_rows import decode_session_rows
@@ -99,9 +101,57 @@ def item_state(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(item rows (n, width) float32, bias (n,), counts (n,)) of every item, in index order.
 
-    From the item_rows table, or from the last whole snapshot of a store that
-    no engine with item rows has opened yet. None when there is neither.
+    From the item segments, or from the tables of a store that no engine of
+    this version has opened yet. None when there are no item rows.
     """
+    if not _has_table(conn, segments.ITEMS):
+        return _legacy_item_state(conn, rule)
+    n = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+    if not n:
+        return None
+    rows = segments.read_all(conn, segments.ITEMS, rule, n)
+    scalars = rows.scalars if rows.scalars is not None else np.zeros((n, 2), np.float32)
+    return rows.rows, scalars[:, 0].copy(), scalars[:, 1].copy()
+
+
+def item_rows_since(
+    conn: sqlite3.Connection, checkpoint_id: int, rule: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Items written after ``checkpoint_id``: (indices (m,), rows (m, width), bias, counts)."""
+    if not _has_table(conn, segments.ITEMS):
+        return _legacy_item_rows_since(conn, checkpoint_id, rule)
+    rows = segments.read_since(conn, segments.ITEMS, rule, checkpoint_id)
+    scalars = rows.scalars if rows.scalars is not None else np.zeros((0, 2), np.float32)
+    return rows.indices, rows.rows, scalars[:, 0].copy(), scalars[:, 1].copy()
+
+
+def user_row(
+    conn: sqlite3.Connection, user_id: str, rule: str
+) -> tuple[int, np.ndarray | None] | None:
+    """(index, stored row or None if none was written) of a user, or None if unknown."""
+    if not _has_table(conn, segments.USERS):
+        row = conn.execute("SELECT idx, factors FROM users WHERE id = ?", [user_id]).fetchone()
+        return None if row is None else (row[0], decode_stored_rows([row[1]], rule)[0])
+    row = conn.execute("SELECT idx FROM users WHERE id = ?", [user_id]).fetchone()
+    if row is None:
+        return None
+    return row[0], segments.read_row(conn, segments.USERS, rule, row[0])
+
+
+def user_history(conn: sqlite3.Connection, user: int) -> list[tuple[int, float]]:
+    """(item index, event time) of a user's history, newest first."""
+    if not _has_table(conn, history_segments.TABLE):
+        return conn.execute(
+            "SELECT item_idx, time FROM history WHERE user_idx = ? ORDER BY seq DESC", [user]
+        ).fetchall()
+    records = history_segments.read_user(conn, user)[::-1]
+    return list(zip(records["item"].tolist(), records["time"].tolist(), strict=True))
+
+
+def _legacy_item_state(
+    conn: sqlite3.Connection, rule: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Every item's row from the one-row-per-item table (stores before 0011_row_segments)."""
     if not _has_table(conn, "item_rows"):
         return _latest_snapshot(conn)
     blobs, bias, counts = [], [], []
@@ -118,10 +168,9 @@ def item_state(
     )
 
 
-def item_rows_since(
+def _legacy_item_rows_since(
     conn: sqlite3.Connection, checkpoint_id: int, rule: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Items written after ``checkpoint_id``: (indices (m,), rows (m, width), bias, counts)."""
     indices, blobs, bias, counts = [], [], [], []
     for idx, blob, b, c in conn.execute(
         "SELECT idx, factors, bias, count FROM item_rows WHERE checkpoint_id > ? ORDER BY idx",
@@ -170,22 +219,28 @@ def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
     if items is None:
         raise ValueError("checkpoint without item rows")
     item_factors, item_bias, item_counts = items
-    user_ids: list[str] = []
-    blobs: list[bytes] = []
-    for user_id, blob in conn.execute("SELECT id, factors FROM users ORDER BY idx"):
-        user_ids.append(user_id)
-        blobs.append(blob)
-    user_factors = (
-        decode_stored_rows(blobs, rule)
-        if blobs
-        else np.zeros((0, item_factors.shape[1]), dtype=np.float32)
-    )
+    user_ids = [row[0] for row in conn.execute("SELECT id FROM users ORDER BY idx")]
+    if _has_table(conn, segments.USERS):
+        user_factors = segments.read_all(conn, segments.USERS, rule, len(user_ids)).rows
+    else:
+        blobs = [row[0] for row in conn.execute("SELECT factors FROM users ORDER BY idx")]
+        user_factors = decode_stored_rows(blobs, rule)
+    if not user_ids:
+        user_factors = np.zeros((0, item_factors.shape[1]), dtype=np.float32)
     item_ids = [row[0] for row in conn.execute("SELECT id FROM items ORDER BY idx")]
     histories: dict[int, list[int]] = {}
-    for user_idx, item_idx in conn.execute(
-        "SELECT user_idx, item_idx FROM history ORDER BY user_idx, seq"
-    ):
-        histories.setdefault(user_idx, []).append(item_idx)
+    if _has_table(conn, history_segments.TABLE):
+        records = history_segments.read_all(conn)
+        users, items = records["user"], records["item"].tolist()
+        cuts = np.flatnonzero(np.diff(users)) + 1
+        for start, end in zip([0, *cuts.tolist()], [*cuts.tolist(), len(users)], strict=True):
+            if end > start:
+                histories[int(users[start])] = items[start:end]
+    else:
+        for user_idx, item_idx in conn.execute(
+            "SELECT user_idx, item_idx FROM history ORDER BY user_idx, seq"
+        ):
+            histories.setdefault(user_idx, []).append(item_idx)
     return ModelState(
         model=checkpoint.model,
         params=checkpoint.params,

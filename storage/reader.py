@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from storage import queries
-from storage.codec import decode_vector
 from storage.connection import connect_readonly
 from storage.errors import NoCheckpoint, StoreError
 from storage.item_cache import ITEM_CACHE
-from storage.ranking import score_items, top_n
+from storage.ranking import N_STAGES, score_items, top_n
 from storage.records import (
     Checkpoint,
     HistoryItem,
@@ -132,18 +131,11 @@ class StoreReader:
             raise ValueError(f"n must be between 1 and {MAX_N}, got {n}")
         with self._read() as conn:
             checkpoint = self._require_checkpoint(conn)
-            row = conn.execute("SELECT idx, factors FROM users WHERE id = ?", [user]).fetchone()
+            rule = queries.score_rule(conn, checkpoint.id)
+            row = queries.user_row(conn, user, rule)
             seen = None
             if row is not None:
-                seen = np.fromiter(
-                    (
-                        r[0]
-                        for r in conn.execute(
-                            "SELECT item_idx FROM history WHERE user_idx = ?", [row[0]]
-                        )
-                    ),
-                    dtype=np.int64,
-                )
+                seen = np.array([i for i, _ in queries.user_history(conn, row[0])], np.int64)
             with ITEM_CACHE.lock:
                 items = ITEM_CACHE.rows(conn, self.path, checkpoint)
                 if items is None:
@@ -151,7 +143,10 @@ class StoreReader:
                 if row is None:
                     best, scores = top_n(items.counts, n)
                 else:
-                    user_vector = decode_vector(row[1])
+                    user_vector = row[1]
+                    if user_vector is None:  # registered, never learned: an empty row
+                        width = N_STAGES if items.rule == "session" else items.factors.shape[1]
+                        user_vector = np.zeros(width, dtype=np.float32)
                     scores_all = score_items(items.rule, user_vector, items.factors, items.bias)
                     best, scores = top_n(scores_all, n, exclude=seen)
             # A model whose state the store cannot rank from exports rule "popular".
@@ -173,14 +168,12 @@ class StoreReader:
         """The user's most recent positive items, newest first (empty if unknown)."""
         user = validate_user_id(user)
         with self._read() as conn:
-            rows = conn.execute(
-                "SELECT i.id, n.name, h.time FROM users u "
-                "JOIN history h ON h.user_idx = u.idx JOIN items i ON i.idx = h.item_idx "
-                "LEFT JOIN item_names n ON n.id = i.id "
-                "WHERE u.id = ? ORDER BY h.seq DESC LIMIT ?",
-                [user, limit],
-            ).fetchall()
-        return [HistoryItem(item=item, name=name, time=time) for item, name, time in rows]
+            row = conn.execute("SELECT idx FROM users WHERE id = ?", [user]).fetchone()
+            if row is None:
+                return []
+            newest = queries.user_history(conn, row[0])[:limit]
+            names = _item_ids_and_names(conn, np.array([i for i, _ in newest], np.int64))
+        return [HistoryItem(item=names[i][0], name=names[i][1], time=time) for i, time in newest]
 
     def user_ids(self, prefix: str = "", limit: int = 50) -> list[str]:
         """Known user ids starting with ``prefix``, for suggestions."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from storage import histories
 from storage.codec import decode_array, encode_rows
+from storage.segments import CHUNK
 
 MIGRATION_SET = "reco-store"
 
@@ -199,3 +202,118 @@ def online_metrics(db: Database) -> None:
         CREATE INDEX online_metrics_time ON online_metrics(time);
         """,
     )
+
+
+@migrations(name="0011_row_segments")
+def row_segments(db: Database) -> None:
+    """User and item rows as packed segments per chunk of indices (storage.segments)."""
+    _run_statements(
+        db,
+        """
+        -- The rows of indices chunk * CHUNK .. (chunk + 1) * CHUNK - 1 in a base
+        -- (base = 1) and the deltas written after it; a later segment's row
+        -- wins. n is the number of rows; indices (int32), ends (uint32, byte
+        -- end of each row in data) and data are little-endian arrays;
+        -- scalars holds each item's bias and count (float32). checkpoint_id
+        -- is the checkpoint that wrote the segment.
+        CREATE TABLE user_segments (
+            id INTEGER PRIMARY KEY,
+            chunk INTEGER NOT NULL,
+            checkpoint_id INTEGER NOT NULL,
+            base INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            indices BLOB NOT NULL,
+            ends BLOB NOT NULL,
+            data BLOB NOT NULL,
+            scalars BLOB
+        );
+        CREATE INDEX user_segments_chunk ON user_segments(chunk, id, base, n);
+        CREATE TABLE item_segments (
+            id INTEGER PRIMARY KEY,
+            chunk INTEGER NOT NULL,
+            checkpoint_id INTEGER NOT NULL,
+            base INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            indices BLOB NOT NULL,
+            ends BLOB NOT NULL,
+            data BLOB NOT NULL,
+            scalars BLOB
+        );
+        CREATE INDEX item_segments_chunk ON item_segments(chunk, id, base, n);
+        CREATE INDEX item_segments_checkpoint ON item_segments(checkpoint_id);
+        -- Users' histories per chunk of users, alike: added holds records
+        -- (user int32, item int32, time float64, seq int64), removed (user,
+        -- item) pairs the per-user bound evicted (storage.histories).
+        CREATE TABLE history_segments (
+            id INTEGER PRIMARY KEY,
+            chunk INTEGER NOT NULL,
+            checkpoint_id INTEGER NOT NULL,
+            base INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            added BLOB NOT NULL,
+            removed BLOB NOT NULL
+        );
+        CREATE INDEX history_segments_chunk ON history_segments(chunk, id, base, n);
+        """,
+    )
+    # The stored rows move as they are: a segment's data is its rows' blobs
+    # back to back, whatever the score rule.
+    latest = db.execute("SELECT MAX(id) FROM checkpoints").fetchone()[0] or 0
+    _rows_to_segments(
+        db,
+        "user_segments",
+        "SELECT idx, factors, NULL, NULL, ? FROM users ORDER BY idx",
+        [latest],
+    )
+    _rows_to_segments(
+        db,
+        "item_segments",
+        "SELECT idx, factors, bias, count, checkpoint_id FROM item_rows ORDER BY idx",
+        [],
+    )
+    for chunk, group in itertools.groupby(
+        db.execute("SELECT user_idx, item_idx, time, seq FROM history ORDER BY user_idx, seq"),
+        key=lambda r: r[0] // CHUNK,
+    ):
+        added = histories.records(list(group))
+        db.execute(
+            "INSERT INTO history_segments (chunk, checkpoint_id, base, n, added, removed) "
+            "VALUES (?, ?, 1, ?, ?, ?)",
+            [chunk, latest, len(added), added.tobytes(), b""],
+        )
+    _run_statements(
+        db,
+        """
+        DROP TABLE history;
+        CREATE TABLE users_ids (
+            idx INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE
+        );
+        INSERT INTO users_ids (idx, id) SELECT idx, id FROM users ORDER BY idx;
+        DROP TABLE users;
+        ALTER TABLE users_ids RENAME TO users;
+        DROP TABLE item_rows
+        """,
+    )
+
+
+def _rows_to_segments(db: Database, table: str, query: str, params: list) -> None:
+    """Copy one-row-per-index rows into one base segment per chunk."""
+    for chunk, group in itertools.groupby(db.execute(query, params), key=lambda r: r[0] // CHUNK):
+        batch = list(group)
+        scalars = None
+        if batch[0][2] is not None:
+            scalars = np.array([(r[2], r[3]) for r in batch], dtype="<f4").tobytes()
+        db.execute(
+            f"INSERT INTO {table} (chunk, checkpoint_id, base, n, indices, ends, data, scalars) "  # noqa: S608
+            "VALUES (?, ?, 1, ?, ?, ?, ?, ?)",
+            [
+                chunk,
+                max(r[4] for r in batch),
+                len(batch),
+                np.array([r[0] for r in batch], dtype="<i4").tobytes(),
+                np.cumsum([len(r[1]) for r in batch], dtype=np.int64).astype("<u4").tobytes(),
+                b"".join(r[1] for r in batch),
+                scalars,
+            ],
+        )

@@ -28,6 +28,29 @@ def encode_session_rows(rows: np.ndarray) -> list[bytes]:
     return [data[start:end] for start, end in zip([0, *ends], ends, strict=False)]
 
 
+def pack_session_rows(rows: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """All rows of (n, S + 2L) without their unused slots, as one buffer and each row's end.
+
+    The buffer is every row of encode_session_rows back to back; ends is (n,)
+    int64, the byte offset where each row ends.
+    """
+    rows = np.ascontiguousarray(rows, dtype="<f4")
+    slots = (rows.shape[1] - N_STAGES) // 2
+    used = _used_slots(rows[:, N_STAGES + slots :])
+    return rows[_layout_mask(used, slots)].tobytes(), np.cumsum(4 * (N_STAGES + 2 * used))
+
+
+def unpack_session_rows(data: bytes, ends: np.ndarray, min_slots: int = 0) -> np.ndarray:
+    """Rows packed by pack_session_rows as one (n, S + 2L) float32 matrix, as decode_session_rows."""
+    lengths = np.diff(np.asarray(ends, dtype=np.int64), prepend=0)
+    used = (lengths // 4 - N_STAGES) // 2
+    slots = max(int(used.max()) if len(used) else 0, min_slots)
+    rows = np.zeros((len(used), N_STAGES + 2 * slots), dtype=np.float32)
+    if len(used):
+        rows[_layout_mask(used, slots)] = np.frombuffer(data, dtype="<f4")
+    return rows
+
+
 def decode_session_rows(blobs: list[bytes], min_slots: int = 0) -> np.ndarray:
     """Rows encoded by encode_session_rows as one (n, S + 2L) float32 matrix.
 

@@ -203,8 +203,11 @@ def test_the_scan_catches_what_it_looks_for(tmp_path):
 # -- SQL only with bound parameters -------------------------------------------------------
 
 # Names that may be formatted into SQL text: fixed column lists, placeholder
-# strings ("?, ?"), a GROUP BY chosen from two literals, and integer settings.
+# strings ("?, ?"), a GROUP BY chosen from two literals, integer settings, and
+# the names of the segment tables (constants of storage.segments/histories).
 _SQL_FRAGMENTS = {
+    "table",
+    "TABLE",
     "_CHECKPOINT_COLUMNS",
     "_CHECKPOINT_COLUMNS_0001",
     "marks",

@@ -2,8 +2,8 @@
 
 A torn read is one where, inside a single read transaction, the latest
 checkpoint disagrees with the rest of the store: its user or item count with
-the users/items tables, its id with the newest model snapshot, the snapshot's
-rows with its item count, its rejected total with the rejected_events table,
+the users/items tables, its id with the newest item segment, the item rows
+with its item count, its rejected total with the rejected_events table,
 its consumed offsets with its received total, or a history row points past
 the users or items it knows. A reader sees one whole checkpoint or the one
 before; never a mix.
@@ -24,7 +24,7 @@ import pytest
 import storage.connection
 from engine.checkpointer import MAX_PENDING, Checkpointer, CheckpointFailed
 from engine.processor import ProcessorConfig, StreamProcessor
-from storage import StoreReader, StoreWriter, queries
+from storage import StoreReader, StoreWriter, histories, queries
 from storage.connection import connect_readonly
 from tests.reliability_support import (
     REPO,
@@ -49,13 +49,13 @@ def consistent_read(db: Path) -> str | None:
             return None
         users = conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
         items = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-        item_rows, newest_row = conn.execute(
-            "SELECT COUNT(*), MAX(checkpoint_id) FROM item_rows"
-        ).fetchone()
+        item_state = queries.item_state(conn, queries.score_rule(conn, checkpoint.id))
+        item_rows = 0 if item_state is None else len(item_state[1])
+        newest_row = conn.execute("SELECT MAX(checkpoint_id) FROM item_segments").fetchone()[0]
         rejected = conn.execute("SELECT COUNT(*) FROM rejected_events").fetchone()[0]
-        max_user, max_item = conn.execute(
-            "SELECT MAX(user_idx), MAX(item_idx) FROM history"
-        ).fetchone()
+        records = histories.read_all(conn)
+        max_user = int(records["user"].max()) if len(records) else None
+        max_item = int(records["item"].max()) if len(records) else None
         conn.execute("COMMIT")
     finally:
         conn.close()

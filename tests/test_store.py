@@ -11,6 +11,7 @@ import pytest
 from engine.settings import DEFAULT_MODEL
 from storage import (
     NoCheckpoint,
+    RejectedEvent,
     StoreCorrupt,
     StoreMissing,
     StoreReader,
@@ -46,7 +47,9 @@ def test_new_store_is_migrated_and_in_wal_mode(db_path):
         "model_snapshots",
         "users",
         "items",
-        "history",
+        "user_segments",
+        "item_segments",
+        "history_segments",
         "rejected_events",
         "item_names",
     } <= tables
@@ -136,8 +139,9 @@ def test_old_metrics_and_rejections_are_pruned_and_items_are_rows(db_path):
         proc.process(b"bad", 0, step * 100 + 50)
         writer.write_checkpoint(proc.checkpoint(now=1000.0 + 60 * step))
     db = writer.db
-    # One row per item, rewritten in place: nothing grows with the checkpoints.
-    assert db.execute("SELECT COUNT(*) FROM item_rows").fetchone()[0] == 3
+    # Every item changed in every interval: its chunk's one segment is replaced
+    # each time, so nothing grows with the checkpoints.
+    assert db.execute("SELECT COUNT(*), SUM(n) FROM item_segments").fetchone() == (1, 3)
     assert db.execute("SELECT COUNT(*) FROM model_snapshots").fetchone()[0] == 0
     # Checkpoints older than 100 s before the last (t=1300) are gone.
     assert [row[0] for row in db.execute("SELECT time FROM checkpoints ORDER BY id")] == [
@@ -168,7 +172,8 @@ def test_checkpoint_is_all_or_nothing(db_path):
     proc, writer = _store_with_checkpoint(db_path)
     feed(proc, [("erin", "z")], start_offset=100)
     write = proc.checkpoint()
-    write.history_added.append((1,))  # a malformed row makes the history insert fail
+    # A payload SQLite cannot bind makes the last insert fail, after everything else.
+    write.rejected.append(RejectedEvent(1.0, "bad", 0, 0, payload=object()))
     with pytest.raises(sqlite3.Error):
         writer.write_checkpoint(write)
     reader = StoreReader(db_path)
