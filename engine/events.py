@@ -55,6 +55,9 @@ def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") 
     if encoding == "msgpack":
         data = _msgpack_object(raw)
     else:
+        event = _plain_event(raw)
+        if event is not None:
+            return event
         data = _fast_json_object(raw)
         if data is None:
             data = _json_object(raw)
@@ -66,6 +69,78 @@ def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") 
         item=_id(data, "item"),
         rating=_number(data, "rating", -MAX_ABS_RATING, MAX_ABS_RATING),
         timestamp=_number(data, "timestamp", 0.0, MAX_TIMESTAMP),
+    )
+
+
+def _plain_event(raw: bytes) -> Interaction | None:
+    """The event of a message in the common shape, or None to let the field checks decide.
+
+    The common shape is what nearly every producer sends: the four fields
+    and no other, ids that are integers or printable ASCII strings with
+    nothing to strip, numbers within range, no escapes. parse_event's
+    answer for it is the values as they are, which this checks in a third
+    of the time the general checks take. Duplicate keys would show as more
+    quotes than the four keys and the string values account for.
+    """
+    if type(raw) is not bytes or b"\\" in raw:
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict or len(data) != 4:
+        return None
+    try:
+        user, item = data["user"], data["item"]
+        rating, timestamp = data["rating"], data["timestamp"]
+    except KeyError:
+        return None
+    strings = 0
+    kind = type(user)
+    if kind is str:
+        if not _plain_text(user):
+            return None
+        strings += 1
+    elif kind is int:
+        user = str(user)
+    else:
+        return None
+    kind = type(item)
+    if kind is str:
+        if not _plain_text(item):
+            return None
+        strings += 1
+    elif kind is int:
+        item = str(item)
+    else:
+        return None
+    kind = type(rating)
+    if kind is int:
+        rating = float(rating)
+    elif kind is not float:
+        return None
+    kind = type(timestamp)
+    if kind is int:
+        timestamp = float(timestamp)
+    elif kind is not float:
+        return None
+    # Comparisons are False for NaN; these ranges also keep out the floats
+    # orjson makes of integers beyond 64 bits.
+    if not (-MAX_ABS_RATING <= rating <= MAX_ABS_RATING and 0.0 <= timestamp <= MAX_TIMESTAMP):
+        return None
+    if raw.count(b'"') != 2 * (4 + strings):
+        return None
+    return Interaction(user, item, rating, timestamp)
+
+
+def _plain_text(text: str) -> bool:
+    """An id check_id keeps as it is: 1..MAX_ID_LENGTH printable ASCII, no space at either end."""
+    return (
+        0 < len(text) <= MAX_ID_LENGTH
+        and text.isascii()
+        and text.isprintable()
+        and text[0] != " "
+        and text[-1] != " "
     )
 
 

@@ -46,7 +46,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.kernels import LOG1P, learn_session, session_rank
+from engine.kernels import LOG1P, session_observe, session_rank
 from engine.rows import GrowableRows
 from storage.ranking import N_STAGES, stage_of
 from storage.session_rows import widen_session_rows
@@ -157,7 +157,8 @@ class HybridRecommender:
         self._neighbour_ids = GrowableRows(m, dtype=np.int32)
         self._neighbour_counts = GrowableRows(m)
         self._filled = GrowableRows(0, dtype=np.int32)  # used slots per item (filled in order)
-        self._touched: set[int] = set()
+        # 1 for items whose rows changed since the last drain, set by the compiled step.
+        self._touched = GrowableRows(0, dtype=np.uint8)
         self._newest_buffer = np.zeros(max(self._newest_items, 1), dtype=np.int64)
         self._scratch = np.zeros(1025)  # (n_items + 1,) zeros for session_rank
         self._bind()
@@ -172,6 +173,7 @@ class HybridRecommender:
             self._neighbour_ids.buffer,
             self._neighbour_counts.buffer,
             self._filled.buffer,
+            self._touched.buffer,
         )
 
     def is_new_user(self, u: int) -> bool:
@@ -203,6 +205,7 @@ class HybridRecommender:
             self._neighbour_ids,
             self._neighbour_counts,
             self._filled,
+            self._touched,
         ):
             rows.append(0)
         self.n_item += 1
@@ -233,31 +236,66 @@ class HybridRecommender:
         Called before the engine adds the item to the user's history.
         """
         known = self._known_items(u)
-        newest = self._newest(known, exclude=i, n=self._newest_items)
-        buffer = self._newest_buffer
-        buffer[: len(newest)] = newest
+        self.observe(u, i, known, None, False, _NO_COUNTS)
+
+    def observe(
+        self,
+        u: int,
+        i: int,
+        known: dict,
+        known_array: np.ndarray | None,
+        evaluate: bool,
+        popular_counts: np.ndarray,
+    ) -> tuple[int, int, int, int, int]:
+        """Rank ``i`` for ``u`` (if ``evaluate``), then learn it, in one compiled call.
+
+        ``known`` is the user's history before this event (engine.history),
+        ``known_array`` all its items as int64, oldest first, when
+        ``evaluate`` (they are left out of the ranking); None otherwise.
+        Returns rank_counts()
+        of the model, then the known items above and level with ``i`` in
+        ``popular_counts`` (the baseline's (n_items,) float32 counts); zeros
+        when not ``evaluate``.
+        """
+        if known_array is None:
+            known_array = self._newest_known(known)
+        in_known = i in known
+        n_newest = min(self._newest_items, len(known) - in_known)
         # The user's row: ``i``, then the newest items, as many as carry weight.
-        active = self._active_of[min(1 + len(newest), self._row_items)]
-        learn_session(
+        active = self._active_of[min(1 + n_newest, self._row_items)]
+        a = self._n_active[u]
+        counts = session_observe(
+            evaluate,
+            self.n_item,
+            self._stage[u],
+            a,
+            self._weights64[a],
+            LOG1P,
+            self._scratch,
+            popular_counts,
             i,
             stage_of(len(known)),
-            buffer,
-            len(newest),
+            known_array,
+            n_newest,
+            self._newest_buffer,
             self.window,
             self._stage_weight,
             *self._item_buffers,
             self._recent.buffer[u],
             active,
         )
-        self._stage[u] = stage_of(len(known) + (i not in known))
+        self._stage[u] = stage_of(len(known) + (not in_known))
         self._n_active[u] = active
-        self._touched.add(i)
-        self._touched.update(newest[: self.window])
+        return counts
 
-    @staticmethod
-    def _newest(known: dict, exclude: int, n: int) -> list[int]:
-        """The user's ``n`` newest items, newest first, without ``exclude``."""
-        return [j for j in itertools.islice(reversed(known), n + 1) if j != exclude][:n]
+    def _newest_known(self, known: dict) -> np.ndarray:
+        """The items observe() learns from when not evaluating: the newest of ``known``, as int64."""
+        n = self._newest_items + 1
+        if len(known) <= n:
+            return np.fromiter(known, dtype=np.int64, count=len(known))
+        newest = list(itertools.islice(reversed(known), n))
+        newest.reverse()
+        return np.array(newest, dtype=np.int64)
 
     # -- ranking -------------------------------------------------------------
 
@@ -341,8 +379,10 @@ class HybridRecommender:
 
     def drain_touched(self) -> set[int]:
         """Items whose rows changed since the last call."""
-        touched, self._touched = self._touched, set()
-        return touched
+        flags = self._touched.view
+        touched = np.flatnonzero(flags)
+        flags[touched] = 0
+        return set(touched.tolist())
 
     def drift_rows(self) -> np.ndarray:
         """Each item's share of all likes, split by stage: (n_items, N_STAGES) float32.
@@ -383,6 +423,7 @@ class HybridRecommender:
         self._filled = GrowableRows.from_array(
             np.count_nonzero(neighbour_counts, axis=1), dtype=np.int32
         )
+        self._touched = GrowableRows.from_array(np.zeros(n_items), dtype=np.uint8)
         capacity = self._counts.buffer.shape[0]
         self._base = np.zeros((s, capacity))
         self._base[:, :n_items] = (
@@ -404,6 +445,7 @@ class HybridRecommender:
 
 
 _CHUNK = 65_536  # users per block when exporting rows
+_NO_COUNTS = np.zeros(0, dtype=np.float32)  # popularity counts, when not evaluating
 
 
 def _check_dense(index: int, expected: int, kind: str) -> None:

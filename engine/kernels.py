@@ -135,8 +135,9 @@ def session_rank(
 def learn_session(
     item,
     stage,
-    newest,
+    known,
     n_newest,
+    newest,
     window,
     stage_weight,
     counts,
@@ -146,18 +147,28 @@ def learn_session(
     neighbour_ids,
     neighbour_counts,
     filled,
+    touched,
     recent,
     n_recent,
 ):  # pragma: no cover - compiled
     """The hybrid's learning step for one liked ``item`` (see engine.hybrid).
 
+    Takes the user's ``n_newest`` newest items other than ``item`` from the
+    end of ``known`` (int64, oldest first) into ``newest`` (newest first).
     Counts the item overall and at the user's ``stage``, refreshes its base
     scores (``base`` is stage-major), and counts a co-occurrence both ways
-    with each of the first ``window`` of the ``n_newest`` items in ``newest``
-    (the user's, newest first; Space-Saving rows of ``neighbour_ids``, index
-    + 1, ``filled`` slots used per item). Then writes the user's row of
-    recent items: ``item`` and the newest, ``n_recent`` in all.
+    with each of the first ``window`` newest items (Space-Saving rows of
+    ``neighbour_ids``, index + 1, ``filled`` slots used per item), flagging
+    the items whose rows changed in ``touched``. Then writes the user's row
+    of recent items: ``item`` and the newest, ``n_recent`` in all.
     """
+    taken = 0
+    position = known.shape[0] - 1
+    while taken < n_newest and position >= 0:
+        if known[position] != item:
+            newest[taken] = known[position]
+            taken += 1
+        position -= 1
     counts[item] += 1.0
     stage_counts[item, stage] += 1.0
     # Counts are float32; numba would take log1p in float32 too, numpy in float64.
@@ -166,14 +177,91 @@ def learn_session(
     for s in range(base.shape[0]):
         # The store's order of operations: log(1 + b) + w * log(1 + stage count).
         base[s, item] = log_count + stage_weight * log_stages[item, s]
-    for t in range(min(window, n_newest)):
+    touched[item] = 1
+    for t in range(min(window, taken)):
         other = newest[t]
         _add_neighbour(item, other, neighbour_ids, neighbour_counts, filled)
         _add_neighbour(other, item, neighbour_ids, neighbour_counts, filled)
+        touched[other] = 1
     if n_recent:
         recent[0] = item
     for k in range(1, n_recent):
         recent[k] = newest[k - 1]
+
+
+@njit(**_COMPILE)
+def session_observe(
+    evaluate,
+    n,
+    rank_stage,
+    n_active,
+    weights,
+    table,
+    scratch,
+    popular_counts,
+    item,
+    learn_stage,
+    known,
+    n_newest,
+    newest,
+    window,
+    stage_weight,
+    counts,
+    stage_counts,
+    log_stages,
+    base,
+    neighbour_ids,
+    neighbour_counts,
+    filled,
+    touched,
+    recent,
+    n_recent,
+):  # pragma: no cover - compiled
+    """Test-then-learn one event in one call: session_rank(), known_above(), then learn_session().
+
+    When ``evaluate``, ranks ``item`` for the user as they are (stage
+    ``rank_stage``, the first ``n_active`` items of ``recent`` weighted by
+    ``weights``) among the first ``n`` items, ``known`` (then every item of
+    the user) left out, and counts the known items above and level with it
+    in ``popular_counts``; then learns the event. Returns (greater, ties,
+    candidates, popular known greater, popular known ties); zeros when not
+    ``evaluate``.
+    """
+    greater, ties, candidates, known_greater, known_ties = 0, 0, 0, 0, 0
+    if evaluate:
+        greater, ties, candidates = session_rank(
+            n,
+            base[rank_stage],
+            recent[:n_active],
+            weights,
+            neighbour_ids,
+            neighbour_counts,
+            table,
+            scratch,
+            item,
+            known,
+        )
+        known_greater, known_ties = known_above(popular_counts, item, known)
+    learn_session(
+        item,
+        learn_stage,
+        known,
+        n_newest,
+        newest,
+        window,
+        stage_weight,
+        counts,
+        stage_counts,
+        log_stages,
+        base,
+        neighbour_ids,
+        neighbour_counts,
+        filled,
+        touched,
+        recent,
+        n_recent,
+    )
+    return greater, ties, candidates, known_greater, known_ties
 
 
 @njit(**_COMPILE)
@@ -213,11 +301,20 @@ def warm_up() -> None:
     counts = np.zeros((2, 2), dtype=np.float32)
     recent = np.zeros(1, dtype=np.int32)
     session_rank(2, base[0], recent, np.ones(1), ids, counts, LOG1P, np.zeros(3), 0, known)
-    learn_session(
+    session_observe(
+        True,
+        2,
+        0,
+        1,
+        np.ones(1),
+        LOG1P,
+        np.zeros(3),
+        np.zeros(2, dtype=np.float32),
         0,
         0,
         np.ones(1, dtype=np.int64),
         1,
+        np.zeros(1, dtype=np.int64),
         1,
         0.5,
         np.zeros(2, dtype=np.float32),
@@ -227,6 +324,7 @@ def warm_up() -> None:
         ids,
         counts,
         np.zeros(2, dtype=np.int32),
+        np.zeros(2, dtype=np.uint8),
         np.zeros(2, dtype=np.int32),
         1,
     )
