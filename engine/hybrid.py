@@ -46,7 +46,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.kernels import LOG1P, session_observe, session_rank
+from engine.kernels import LOG1P, TABLE_SIZE, session_observe, session_rank
 from engine.rows import GrowableRows
 from storage.ranking import N_STAGES, stage_of
 from storage.session_rows import widen_session_rows
@@ -159,6 +159,8 @@ class HybridRecommender:
         self._filled = GrowableRows(0, dtype=np.int32)  # used slots per item (filled in order)
         # 1 for items whose rows changed since the last drain, set by the compiled step.
         self._touched = GrowableRows(0, dtype=np.uint8)
+        # 1 once a neighbour count may be beyond the table of logarithms (engine.kernels).
+        self._large_counts = np.zeros(1, dtype=np.uint8)
         self._newest_buffer = np.zeros(max(self._newest_items, 1), dtype=np.int64)
         self._scratch = np.zeros(1025)  # (n_items + 1,) zeros for session_rank
         self._bind()
@@ -174,6 +176,7 @@ class HybridRecommender:
             self._neighbour_counts.buffer,
             self._filled.buffer,
             self._touched.buffer,
+            self._large_counts,
         )
 
     def is_new_user(self, u: int) -> bool:
@@ -252,10 +255,9 @@ class HybridRecommender:
         ``known`` is the user's history before this event (engine.history),
         ``known_array`` all its items as int64, oldest first, when
         ``evaluate`` (they are left out of the ranking); None otherwise.
-        Returns rank_counts()
-        of the model, then the known items above and level with ``i`` in
-        ``popular_counts`` (the baseline's (n_items,) float32 counts); zeros
-        when not ``evaluate``.
+        Returns rank_counts() of the model, then the known items above and
+        level with ``i`` in ``popular_counts`` (the baseline's (n_items,)
+        float32 counts); zeros when not ``evaluate``.
         """
         if known_array is None:
             known_array = self._newest_known(known)
@@ -331,6 +333,7 @@ class HybridRecommender:
             self._neighbour_ids.buffer,
             self._neighbour_counts.buffer,
             LOG1P,
+            self._large_counts,
             self._scratch,
             item,
             known,
@@ -424,6 +427,12 @@ class HybridRecommender:
             np.count_nonzero(neighbour_counts, axis=1), dtype=np.int32
         )
         self._touched = GrowableRows.from_array(np.zeros(n_items), dtype=np.uint8)
+        small = np.all(
+            (neighbour_counts >= 0)
+            & (neighbour_counts < TABLE_SIZE - 1)
+            & (neighbour_counts == np.floor(neighbour_counts))
+        )
+        self._large_counts[0] = not small
         capacity = self._counts.buffer.shape[0]
         self._base = np.zeros((s, capacity))
         self._base[:, :n_items] = (
