@@ -95,34 +95,39 @@ def _plain_event(raw: bytes) -> Interaction | None:
         rating, timestamp = data["rating"], data["timestamp"]
     except KeyError:
         return None
-    strings = 0
-    kind = type(user)
-    if kind is str:
-        if not _plain_text(user):
-            return None
-        strings += 1
-    elif kind is int:
+    # Integer ids become strings (of at most 20 characters: orjson reads 64 bits).
+    strings = 2
+    if type(user) is int:
         user = str(user)
-    else:
+        strings -= 1
+    elif type(user) is not str:
         return None
-    kind = type(item)
-    if kind is str:
-        if not _plain_text(item):
-            return None
-        strings += 1
-    elif kind is int:
+    if type(item) is int:
         item = str(item)
-    else:
+        strings -= 1
+    elif type(item) is not str:
         return None
-    kind = type(rating)
-    if kind is int:
+    # check_id keeps an id as it is if it has 1..MAX_ID_LENGTH printable
+    # ASCII characters and no space at either end; both ids at once here.
+    ids = user + item
+    if not (
+        0 < len(user) <= MAX_ID_LENGTH
+        and 0 < len(item) <= MAX_ID_LENGTH
+        and ids.isascii()
+        and ids.isprintable()
+        and user[0] != " "
+        and user[-1] != " "
+        and item[0] != " "
+        and item[-1] != " "
+    ):
+        return None
+    if type(rating) is int:
         rating = float(rating)
-    elif kind is not float:
+    elif type(rating) is not float:
         return None
-    kind = type(timestamp)
-    if kind is int:
+    if type(timestamp) is int:
         timestamp = float(timestamp)
-    elif kind is not float:
+    elif type(timestamp) is not float:
         return None
     # Comparisons are False for NaN; these ranges also keep out the floats
     # orjson makes of integers beyond 64 bits.
@@ -131,17 +136,6 @@ def _plain_event(raw: bytes) -> Interaction | None:
     if raw.count(b'"') != 2 * (4 + strings):
         return None
     return Interaction(user, item, rating, timestamp)
-
-
-def _plain_text(text: str) -> bool:
-    """An id check_id keeps as it is: 1..MAX_ID_LENGTH printable ASCII, no space at either end."""
-    return (
-        0 < len(text) <= MAX_ID_LENGTH
-        and text.isascii()
-        and text.isprintable()
-        and text[0] != " "
-        and text[-1] != " "
-    )
 
 
 def _fast_json_object(raw: bytes) -> dict | None:

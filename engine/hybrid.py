@@ -239,30 +239,31 @@ class HybridRecommender:
         Called before the engine adds the item to the user's history.
         """
         known = self._known_items(u)
-        self.observe(u, i, known, None, False, _NO_COUNTS)
+        self.observe(u, i, known)
 
     def observe(
         self,
         u: int,
         i: int,
         known: dict,
-        known_array: np.ndarray | None,
-        evaluate: bool,
-        popular_counts: np.ndarray,
+        known_array: np.ndarray | None = None,
+        popular_counts: np.ndarray | None = None,
     ) -> tuple[int, int, int, int, int]:
-        """Rank ``i`` for ``u`` (if ``evaluate``), then learn it, in one compiled call.
+        """Rank ``i`` for ``u`` (given ``known_array``), then learn it, in one compiled call.
 
-        ``known`` is the user's history before this event (engine.history),
-        ``known_array`` all its items as int64, oldest first, when
-        ``evaluate`` (they are left out of the ranking); None otherwise.
-        Returns rank_counts() of the model, then the known items above and
-        level with ``i`` in ``popular_counts`` (the baseline's (n_items,)
-        float32 counts); zeros when not ``evaluate``.
+        ``known`` is the user's history before this event (engine.history).
+        To evaluate, ``known_array`` holds all its items as int64, oldest
+        first (they are left out of the ranking), and ``popular_counts`` the
+        baseline's (n_items,) float32 counts. Returns rank_counts() of the
+        model, then the known items above and level with ``i`` in
+        ``popular_counts``; zeros when not evaluating.
         """
-        if known_array is None:
-            known_array = self._newest_known(known)
+        evaluate = known_array is not None
+        if not evaluate:
+            known_array, popular_counts = self._newest_known(known), _NO_COUNTS
+        n_known = len(known)
         in_known = i in known
-        n_newest = min(self._newest_items, len(known) - in_known)
+        n_newest = min(self._newest_items, n_known - in_known)
         # The user's row: ``i``, then the newest items, as many as carry weight.
         active = self._active_of[min(1 + n_newest, self._row_items)]
         a = self._n_active[u]
@@ -276,7 +277,7 @@ class HybridRecommender:
             self._scratch,
             popular_counts,
             i,
-            stage_of(len(known)),
+            stage_of(n_known),
             known_array,
             n_newest,
             self._newest_buffer,
@@ -286,7 +287,7 @@ class HybridRecommender:
             self._recent.buffer[u],
             active,
         )
-        self._stage[u] = stage_of(len(known) + (not in_known))
+        self._stage[u] = stage_of(n_known + (not in_known))
         self._n_active[u] = active
         return counts
 

@@ -121,7 +121,8 @@ class StreamProcessor:
         totals.accepted += 1
         positive = event.rating >= self._min_rating
         if positive:
-            self.observe_positive(event)
+            fraction = self._eval_fraction  # as observe_positive(), one call less
+            self.observe(event, fraction >= 1.0 or self._rng.random() < fraction)
         for listener in self._listeners:
             listener(event, positive)
 
@@ -152,23 +153,22 @@ class StreamProcessor:
             # Every TIMED_EVERY-th event takes the two steps apart, timed.
             self._until_timed = TIMED_EVERY
             self._observe_timed(user, item, evaluate)
-        else:
+        elif evaluate:
             known = self.history.items(user)
-            if evaluate:
-                known_array = np.fromiter(known, dtype=np.int64, count=len(known))
-                greater, ties, candidates, known_greater, known_ties = fused(
-                    user, item, known, known_array, True, popularity.view
-                )
-                popular_greater, popular_ties = popularity.greater_and_ties(item)
-                self._count_ranks(
-                    greater,
-                    ties,
-                    candidates,
-                    popular_greater - known_greater,
-                    popular_ties - known_ties,
-                )
-            else:
-                fused(user, item, known, None, False, popularity.view)
+            known_array = np.fromiter(known, dtype=np.int64, count=len(known))
+            greater, ties, candidates, known_greater, known_ties = fused(
+                user, item, known, known_array, popularity.counts
+            )
+            popular_greater, popular_ties = popularity.greater_and_ties(item)
+            self._count_ranks(
+                greater,
+                ties,
+                candidates,
+                popular_greater - known_greater,
+                popular_ties - known_ties,
+            )
+        else:
+            fused(user, item, self.history.items(user))
         popularity.add(item)
         self.history.add(user, item, event.timestamp, self.totals.positive)
         self._touched.add(user)
