@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import streamlit as st
 
@@ -63,11 +65,57 @@ def window_picker(key: str) -> float | None:
     return WINDOWS[choice or DEFAULT_WINDOW]
 
 
-def delta(change: str | None, color: str = "normal") -> dict:
+def cumulative_picker(label: str, key: str) -> bool:
+    """A segmented control: cumulative rates (True) or one point per checkpoint interval."""
+    choice = st.segmented_control(
+        label,
+        ["Cumulative", "Per interval"],
+        default="Cumulative",
+        required=True,
+        key=key,
+        label_visibility="collapsed",
+    )
+    return choice != "Per interval"
+
+
+def _delta(change: str | None, color: str = "normal") -> dict:
     """Keyword arguments for st.metric's delta; no change shows grey and without an arrow."""
     if change is not None and change.lstrip("+-") in ("0", "0%"):
         return {"delta": change, "delta_color": "off", "delta_arrow": "off"}
     return {"delta": change, "delta_color": color}
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One headline number in a bordered box, with its change and an optional sparkline."""
+
+    label: str
+    value: str
+    help: str
+    change: str | None = None  # e.g. "+1,200"; None shows no delta
+    compared_to: str | None = None  # what the change is measured against
+    worse_when_up: bool = False  # rejections and lag: a rise shows red
+    trend: Sequence[float] | None = None  # sparkline values, oldest first
+    bars: bool = False  # draw the sparkline as bars (counts of discrete things)
+
+
+def tiles(row: Sequence[Tile]) -> None:
+    """A row of equal-height tiles, one column each."""
+    for column, tile in zip(st.columns(len(row)), row, strict=True):
+        extra = {}
+        if tile.change is not None:
+            extra = _delta(tile.change, "inverse" if tile.worse_when_up else "normal")
+            extra["delta_description"] = tile.compared_to
+        column.metric(
+            tile.label,
+            tile.value,
+            border=True,
+            height="stretch",
+            chart_data=tile.trend,
+            chart_type="bar" if tile.bars else "line",
+            help=tile.help,
+            **extra,
+        )
 
 
 def since(checkpoint: loaders.Checkpoint, window_s: float | None) -> float:

@@ -3,7 +3,9 @@
 An item's score for a user (storage.ranking's rule "session") adds
 log-counts, all learned one event at a time:
 
-- how often the item was liked at all (popularity);
+- how often the item was liked among the latest ``popularity_window``
+  positive events (recent popularity: what is liked changes as a catalogue
+  ages, and a stream has no end; 0 counts every like ever);
 - how often it was liked by users at the same stage, i.e. with as many
   positive events behind them -- what newcomers like differs from what
   regulars like -- weighted by ``stage_weight``;
@@ -16,8 +18,9 @@ log-counts, all learned one event at a time:
 Co-occurrence is kept as at most ``neighbours`` counters per item
 (Space-Saving: a new neighbour replaces the weakest and inherits its count
 plus one), so memory is O(items x neighbours) whatever the stream's length,
-and the whole state is the rows the store keeps: a reader ranks from a
-checkpoint exactly like the engine, and a restored engine continues exactly.
+and the state is the rows the store keeps plus the ring of the latest
+likes (``global_state``): a reader ranks from a checkpoint exactly like the
+engine, and a restored engine continues exactly.
 
 Learning an event touches a handful of values, and evaluating one sums the
 neighbour rows of the user's recent items onto a per-stage base score kept
@@ -67,17 +70,23 @@ class HybridRecommender:
         window: int = 3,
         context: int = 3,
         decay: float = 0.5,
-        co_weight: float = 3.0,
+        co_weight: float = 5.0,
         profile: int = 20,
         profile_weight: float = 8.0,
         stage_weight: float = 0.5,
         neighbours: int = 128,
+        popularity_window: int = 300,
         known_items: Callable[[int], dict] | None = None,
     ):
         if not (1 <= context <= neighbours and 0 <= profile <= neighbours and window >= 1):
             raise ValueError(
                 f"context ({context}) and profile ({profile}) must fit in neighbours "
                 f"({neighbours}), and window ({window}) be at least 1"
+            )
+        if popularity_window < 0:
+            raise ValueError(
+                f"popularity_window ({popularity_window}) must be a number of events "
+                "(0 counts every like ever)"
             )
         self.window = window
         self.context = context
@@ -87,6 +96,7 @@ class HybridRecommender:
         self.profile_weight = profile_weight
         self.stage_weight = stage_weight
         self.neighbours = neighbours
+        self.popularity_window = popularity_window
         self._known_items = known_items or (lambda u: {})
         # Items of a user row, and items read from the history per event.
         self._row_items = max(context, profile)
@@ -144,8 +154,11 @@ class HybridRecommender:
         self._stage: list[int] = []
         self._n_active: list[int] = []
         self._recent = GrowableRows(self._row_items, dtype=np.int32)
-        # Per item: positive events, overall and per user stage.
+        # Per item: positive events among the latest likes, and ever per user stage.
         self._counts = GrowableRows(0)
+        # The latest likes' items, a ring: [next slot, slots filled] in _likes_state.
+        self._likes = np.zeros(self.popularity_window, dtype=np.int32)
+        self._likes_state = np.zeros(2, dtype=np.int64)
         self._stage_counts = GrowableRows(s)
         self._log_stages = GrowableRows(s, dtype=np.float64)
         # log(1 + count) + stage_weight * log(1 + stage count): the score of
@@ -286,6 +299,8 @@ class HybridRecommender:
             *self._item_buffers,
             self._recent.buffer[u],
             active,
+            self._likes,
+            self._likes_state,
         )
         self._stage[u] = stage_of(n_known + (not in_known))
         self._n_active[u] = active
@@ -399,15 +414,26 @@ class HybridRecommender:
         return stages / total if total else stages
 
     def global_state(self) -> dict[str, np.ndarray]:
-        return {}
+        """The latest likes' items, oldest first: (<= popularity_window,) int32."""
+        if not self.popularity_window:
+            return {}
+        slot, filled = self._likes_state.tolist()
+        return {"likes": np.roll(self._likes, -slot)[-filled:] if filled else self._likes[:0]}
 
     def load_state(self, user_rows, item_rows, item_bias, state, histories) -> None:
-        """Resume from exported rows: they are the whole state.
+        """Resume from exported rows and the ring of latest likes.
 
         User rows may be of any width S + 2R' (stores written before the
-        compact layout have R' = neighbours); only weighted items count.
+        compact layout have R' = neighbours); only weighted items count. A
+        store without the ring (written before popularity had a window)
+        keeps its counts and starts an empty ring: likes from then on come
+        and go, the ones before stay counted.
         """
         self.initialize()
+        likes = np.asarray(state.get("likes", self._likes[:0]), dtype=np.int32)
+        likes = likes[len(likes) - min(len(likes), self.popularity_window) :]
+        self._likes[: len(likes)] = likes
+        self._likes_state[:] = (len(likes) % max(self.popularity_window, 1), len(likes))
         s, m = N_STAGES, self.neighbours
         item_rows = np.asarray(item_rows, dtype=np.float32).reshape(len(item_bias), -1)
         if item_rows.shape[1] < s + 2 * m:  # the store keeps only the used slots

@@ -162,18 +162,25 @@ def learn_session(
     large,
     recent,
     n_recent,
+    likes,
+    likes_state,
 ):  # pragma: no cover - compiled
     """The hybrid's learning step for one liked ``item`` (see engine.hybrid).
 
     Takes the user's ``n_newest`` newest items other than ``item`` from the
     end of ``known`` (int64, oldest first) into ``newest`` (newest first).
-    Counts the item overall and at the user's ``stage``, refreshes its base
-    scores (``base`` is stage-major), and counts a co-occurrence both ways
-    with each of the first ``window`` newest items (Space-Saving rows of
-    ``neighbour_ids``, index + 1, ``filled`` slots used per item), flagging
-    the items whose rows changed in ``touched``, and ``large[0]`` once a
-    count reaches TABLE_SIZE - 1. Then writes the user's row of recent
-    items: ``item`` and the newest, ``n_recent`` in all.
+    Counts the item at the user's ``stage`` and among the latest likes,
+    refreshes its base scores (``base`` is stage-major), and counts a
+    co-occurrence both ways with each of the first ``window`` newest items
+    (Space-Saving rows of ``neighbour_ids``, index + 1, ``filled`` slots
+    used per item), flagging the items whose rows changed in ``touched``,
+    and ``large[0]`` once a count reaches TABLE_SIZE - 1. Then writes the
+    user's row of recent items: ``item`` and the newest, ``n_recent`` in all.
+
+    ``likes`` is the ring of the latest positive events' items and
+    ``likes_state`` its [next slot, slots filled]; ``counts`` counts the
+    items in it (with an empty ring, every like ever). The item that leaves
+    the ring has its count lowered and is flagged too.
     """
     taken = 0
     position = known.shape[0] - 1
@@ -182,14 +189,23 @@ def learn_session(
             newest[taken] = known[position]
             taken += 1
         position -= 1
+    size = likes.shape[0]
+    if size:
+        slot = likes_state[0]
+        if likes_state[1] == size:
+            left = likes[slot]
+            counts[left] -= 1.0
+            _refresh_base(left, counts, log_stages, base, stage_weight)
+            touched[left] = 1
+        else:
+            likes_state[1] += 1
+        likes[slot] = item
+        likes_state[0] = (slot + 1) % size
     counts[item] += 1.0
     stage_counts[item, stage] += 1.0
     # Counts are float32; numba would take log1p in float32 too, numpy in float64.
     log_stages[item, stage] = math.log1p(np.float64(stage_counts[item, stage]))
-    log_count = math.log1p(np.float64(counts[item]))
-    for s in range(base.shape[0]):
-        # The store's order of operations: log(1 + b) + w * log(1 + stage count).
-        base[s, item] = log_count + stage_weight * log_stages[item, s]
+    _refresh_base(item, counts, log_stages, base, stage_weight)
     touched[item] = 1
     for t in range(min(window, taken)):
         other = newest[t]
@@ -204,6 +220,15 @@ def learn_session(
         recent[0] = item
     for k in range(1, n_recent):
         recent[k] = newest[k - 1]
+
+
+@njit(**_COMPILE)
+def _refresh_base(item, counts, log_stages, base, stage_weight):  # pragma: no cover - compiled
+    """Recompute ``item``'s base score at every stage from its count."""
+    log_count = math.log1p(np.float64(counts[item]))
+    for s in range(base.shape[0]):
+        # The store's order of operations: log(1 + b) + w * log(1 + stage count).
+        base[s, item] = log_count + stage_weight * log_stages[item, s]
 
 
 @njit(**_COMPILE)
@@ -234,6 +259,8 @@ def session_observe(
     large,
     recent,
     n_recent,
+    likes,
+    likes_state,
 ):  # pragma: no cover - compiled
     """Test-then-learn one event in one call: session_rank(), known_above(), then learn_session().
 
@@ -280,6 +307,8 @@ def session_observe(
         large,
         recent,
         n_recent,
+        likes,
+        likes_state,
     )
     return greater, ties, candidates, known_greater, known_ties
 
@@ -350,4 +379,6 @@ def warm_up() -> None:
         large,
         np.zeros(2, dtype=np.int32),
         1,
+        np.zeros(1, dtype=np.int32),
+        np.zeros(2, dtype=np.int64),
     )

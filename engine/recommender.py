@@ -44,18 +44,20 @@ _flurs_logger.setLevel(logging.WARNING)
 
 DEFAULT_MODEL = "hybrid"
 # Hyper-parameters that learn on a stream, chosen by engine/tune.py on the
-# pre-training and hold-out part of MovieLens 100k only (FluRS's own defaults
-# barely learn: MF with k=40, learn_rate=0.003 reaches recall@10 = 0.009).
+# pre-training and hold-out part of MovieLens 100k only (the hybrid's: of
+# 100k and latest-small jointly). FluRS's own defaults barely learn: MF with
+# k=40, learn_rate=0.003 reaches recall@10 = 0.009.
 DEFAULT_PARAMS: dict[str, dict] = {
     "hybrid": {
         "window": 3,
         "context": 3,
         "decay": 0.5,
-        "co_weight": 3.0,
+        "co_weight": 5.0,
         "profile": 20,
         "profile_weight": 8.0,
         "stage_weight": 0.5,
         "neighbours": 128,
+        "popularity_window": 300,
     },
     "popular": {},
     "mf": {"k": 10, "learn_rate": 0.1, "l2_reg": 0.01},

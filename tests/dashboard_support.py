@@ -16,7 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from storage import CheckpointWrite, IntervalMetrics, RejectedEvent, StoreWriter, Totals
+from storage import (
+    CheckpointWrite,
+    IntervalMetrics,
+    OnlineCounts,
+    RejectedEvent,
+    StoreWriter,
+    Totals,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
@@ -154,6 +161,12 @@ def write_store(
                 )
             ]
             touched = np.arange(len(users), dtype=np.int64)
+            # The live API's lists: the model's are taken more often than the baseline's.
+            shown = int(rng.integers(80, 120))
+            online = [
+                OnlineCounts("model", shown, int(shown * 0.45)),
+                OnlineCounts("baseline", shown // 4, int(shown // 4 * 0.3)),
+            ]
             writer.write_checkpoint(
                 CheckpointWrite(
                     time=t,
@@ -178,6 +191,7 @@ def write_store(
                     rejected=rejected,
                     broker_connected=broker_connected if c == checkpoints - 1 else True,
                     stalled_since=None if broker_connected is not False else t - 20.0,
+                    online=online,
                 )
             )
         names = {item: _title(int(item)) for item in items}

@@ -3,7 +3,7 @@
 Starts ``streamlit run dashboard/app.py`` headless on a free port against a store
 the test writes, visits every page, submits the lookup form and checks what a
 user sees. Screenshots of each page go to tests/artifacts/; with
-RECO_SCREENSHOTS=1 the Live, Model and Recommend ones are also copied to
+RECO_SCREENSHOTS=1 the Live, Model, Recommend and Online ones are also copied to
 dashboard/screenshots/ for the README (RECO_SCREENSHOTS_DB=path takes them from a
 copy of another store, e.g. the demo's data/reco.db).
 """
@@ -48,7 +48,7 @@ def browser_or_skip():
         try:
             from playwright.sync_api import sync_playwright
         except ImportError:
-            problem = "playwright is not installed; pip install -r requirements-test.txt"
+            problem = "playwright is not installed; pip install -r tests/requirements.txt"
     if problem:
         if in_ci:
             pytest.fail(problem)
@@ -173,6 +173,14 @@ def test_every_page_in_a_real_browser(tmp_path):
             charts_drawn(1)
         no_traceback()
         screenshot("data-quality")
+
+        open_page("Online")
+        expect(page.get_by_text("CTR, popularity baseline")).to_be_visible()
+        expect(page.locator('[data-testid="stMetric"]')).to_have_count(4)
+        if not demo:  # the demo store may hold no impressions yet
+            charts_drawn(2)
+        no_traceback()
+        shots["online"] = screenshot("online")
         browser.close()
 
     if os.environ.get("RECO_SCREENSHOTS") == "1":

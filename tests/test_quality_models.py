@@ -106,7 +106,7 @@ def test_userknn_store_lookup_falls_back_to_popularity(tmp_path):
 
 def test_hybrid_state_is_bounded_per_item():
     history: dict[int, dict[int, None]] = {}
-    params = {"neighbours": 4, "context": 2, "profile": 4}
+    params = {"neighbours": 4, "context": 2, "profile": 4, "popularity_window": 300}
     rec = Recommender("hybrid", params, known_items=history.get)
     rng = np.random.default_rng(0)
     for _ in range(2000):
@@ -118,7 +118,25 @@ def test_hybrid_state_is_bounded_per_item():
         history[user][item] = None
     items, counts = rec.export_items()
     assert items.shape == (rec.n_items, 12 + 2 * 4)
-    assert counts.sum() == 2000
+    assert counts.sum() == 300  # popularity counts the latest 300 likes only
+    assert items[:, :12].sum() == 2000  # the stages count every like
+
+
+def test_hybrid_popularity_forgets_likes_older_than_its_window():
+    history: dict[int, dict[int, None]] = {}
+    rec = Recommender("hybrid", {"popularity_window": 3}, known_items=history.get)
+    likes = [("a", "old"), ("b", "old"), ("c", "old"), ("d", "old")]
+    likes += [("e", "new"), ("f", "new"), ("g", "new")]
+    for user, item in likes:
+        u, i = rec.register_user(user), rec.register_item(item)
+        history.setdefault(u, {})
+        rec.learn(u, i)
+        history[u][i] = None
+    _, counts = rec.export_items()
+    assert counts.tolist() == [0.0, 3.0]
+    # A newcomer (no items yet) is shown what is liked now, not what was liked most.
+    newcomer = rec.register_user("h")
+    assert np.argmax(rec.scores(newcomer)) == 1
 
 
 def test_hybrid_drift_is_a_share_not_a_count(db_path):

@@ -57,85 +57,83 @@ def headline() -> None:
 
     previous = recent.iloc[-2] if len(recent) >= 2 else None
     rate = interval.received / interval.interval_s if interval.interval_s else 0.0
-    rate_label = "Events/s now" if status.state == "alive" else "Events/s (last interval)"
     every = f"in the last {interval.interval_s:.0f} s interval"
-    row = st.columns(4)
-    row[0].metric(
-        "Events received",
-        count(checkpoint.totals.received),
-        **components.delta(f"+{interval.received:,}"),
-        delta_description=every,
-        chart_data=_spark(recent, "received"),
-        border=True,
-        help="Messages read from the topic since the store was created.",
+    components.tiles(
+        [
+            components.Tile(
+                "Events received",
+                count(checkpoint.totals.received),
+                "Messages read from the topic since the store was created.",
+                change=f"+{interval.received:,}",
+                compared_to=every,
+                trend=_spark(recent, "received"),
+            ),
+            components.Tile(
+                "Events/s now" if status.state == "alive" else "Events/s (last interval)",
+                f"{rate:,.0f}",
+                "Messages per second over the latest checkpoint interval.",
+                change=None if previous is None else f"{rate - previous.events_per_s:+,.0f}",
+                compared_to="vs the interval before",
+                trend=_spark(recent, "events_per_s"),
+            ),
+            components.Tile(
+                "Accepted",
+                count(checkpoint.totals.accepted),
+                "Messages that met the event contract and reached the model.",
+                change=f"+{interval.accepted:,}",
+                compared_to=every,
+                trend=_spark(recent, "accepted"),
+            ),
+            components.Tile(
+                "Rejected",
+                count(checkpoint.totals.rejected),
+                "Messages that broke the event contract; see the Data quality page for why.",
+                change=f"+{interval.rejected:,}",
+                compared_to=every,
+                worse_when_up=True,
+                trend=_spark(recent, "rejected"),
+                bars=True,
+            ),
+        ]
     )
-    rate_change = None if previous is None else f"{rate - previous.events_per_s:+,.0f}"
-    row[1].metric(
-        rate_label,
-        f"{rate:,.0f}",
-        **components.delta(rate_change),
-        delta_description="vs the interval before",
-        chart_data=_spark(recent, "events_per_s"),
-        border=True,
-        help="Messages per second over the latest checkpoint interval.",
-    )
-    row[2].metric(
-        "Accepted",
-        count(checkpoint.totals.accepted),
-        **components.delta(f"+{interval.accepted:,}"),
-        delta_description=every,
-        chart_data=_spark(recent, "accepted"),
-        border=True,
-        help="Messages that met the event contract and reached the model.",
-    )
-    row[3].metric(
-        "Rejected",
-        count(checkpoint.totals.rejected),
-        **components.delta(f"+{interval.rejected:,}", "inverse"),
-        delta_description=every,
-        chart_data=_spark(recent, "rejected"),
-        border=True,
-        chart_type="bar",
-        help="Messages that broke the event contract; see the Data quality page for why.",
-    )
-    row = st.columns(4)
-    row[0].metric(
-        "Users",
-        count(checkpoint.users),
-        **components.delta(_change(checkpoint.users, previous, "users")),
-        delta_description="new since the interval before",
-        chart_data=_spark(recent, "users"),
-        border=True,
-        help="Distinct users the model has learned from.",
-    )
-    row[1].metric(
-        "Items",
-        count(checkpoint.items),
-        **components.delta(_change(checkpoint.items, previous, "items")),
-        delta_description="new since the interval before",
-        chart_data=_spark(recent, "items"),
-        border=True,
-        help="Distinct items in the catalogue the model ranks.",
-    )
-    row[2].metric(
-        "Consumer lag",
-        count(interval.lag),
-        **components.delta(_change(interval.lag, previous, "lag"), "inverse"),
-        delta_description="vs the interval before",
-        chart_data=_spark(recent, "lag"),
-        border=True,
-        help="Messages on the topic the engine has not read yet "
-        "(— when the broker does not report it).",
-    )
-    row[3].metric(
-        "Positive events",
-        count(checkpoint.totals.positive),
-        **components.delta(f"+{interval.positive:,}"),
-        delta_description=every,
-        chart_data=_spark(recent, "positive"),
-        border=True,
-        help="Accepted events rated at or above the positive threshold; "
-        "the model learns from these.",
+    components.tiles(
+        [
+            components.Tile(
+                "Users",
+                count(checkpoint.users),
+                "Distinct users the model has learned from.",
+                change=_change(checkpoint.users, previous, "users"),
+                compared_to="new since the interval before",
+                trend=_spark(recent, "users"),
+            ),
+            components.Tile(
+                "Items",
+                count(checkpoint.items),
+                "Distinct items in the catalogue the model ranks.",
+                change=_change(checkpoint.items, previous, "items"),
+                compared_to="new since the interval before",
+                trend=_spark(recent, "items"),
+            ),
+            components.Tile(
+                "Consumer lag",
+                count(interval.lag),
+                "Messages on the topic the engine has not read yet "
+                "(— when the broker does not report it).",
+                change=_change(interval.lag, previous, "lag"),
+                compared_to="vs the interval before",
+                worse_when_up=True,
+                trend=_spark(recent, "lag"),
+            ),
+            components.Tile(
+                "Positive events",
+                count(checkpoint.totals.positive),
+                "Accepted events rated at or above the positive threshold; "
+                "the model learns from these.",
+                change=f"+{interval.positive:,}",
+                compared_to=every,
+                trend=_spark(recent, "positive"),
+            ),
+        ]
     )
 
 

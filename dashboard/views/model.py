@@ -33,46 +33,39 @@ def headline() -> None:
     model_recall = checkpoint.recall_at_10
     baseline_recall = checkpoint.popular_recall_at_10
     interval = checkpoint.interval
-    row = st.columns(5)
-    row[0].metric(
-        "Recall@10, model",
-        _percent(model_recall),
-        border=True,
-        height="stretch",
-        help="Cumulative prequential recall@10: the share of evaluated positive events "
-        "whose item the model had in its top 10 just before learning it.",
-    )
-    row[1].metric(
-        "Recall@10, popularity",
-        _percent(baseline_recall),
-        border=True,
-        height="stretch",
-        help="The same measure for recommending the most popular items to everyone.",
-    )
     lift = model_recall / baseline_recall if model_recall is not None and baseline_recall else None
-    row[2].metric(
-        "Lift over baseline",
-        "—" if lift is None else f"×{lift:.2f}",
-        border=True,
-        height="stretch",
-        **components.delta(None if lift is None else f"{lift - 1:+.0%}"),
-        delta_description="recall vs popularity",
-        help="Model recall@10 divided by the popularity baseline's; above ×1.00 the "
-        "model recommends better than popularity.",
-    )
-    row[3].metric(
-        "Update time per event",
-        _micros(interval.update_us),
-        border=True,
-        height="stretch",
-        help="Mean time to learn one positive event, latest interval.",
-    )
-    row[4].metric(
-        "Evaluation time per event",
-        _micros(interval.evaluate_us),
-        border=True,
-        height="stretch",
-        help="Mean time to rank the catalogue for one evaluated event, latest interval.",
+    components.tiles(
+        [
+            components.Tile(
+                "Recall@10, model",
+                _percent(model_recall),
+                "Cumulative prequential recall@10: the share of evaluated positive events "
+                "whose item the model had in its top 10 just before learning it.",
+            ),
+            components.Tile(
+                "Recall@10, popularity",
+                _percent(baseline_recall),
+                "The same measure for recommending the most popular items to everyone.",
+            ),
+            components.Tile(
+                "Lift over baseline",
+                "—" if lift is None else f"×{lift:.2f}",
+                "Model recall@10 divided by the popularity baseline's; above ×1.00 the "
+                "model recommends better than popularity.",
+                change=None if lift is None else f"{lift - 1:+.0%}",
+                compared_to="recall vs popularity",
+            ),
+            components.Tile(
+                "Update time per event",
+                _micros(interval.update_us),
+                "Mean time to learn one positive event, latest interval.",
+            ),
+            components.Tile(
+                "Evaluation time per event",
+                _micros(interval.evaluate_us),
+                "Mean time to rank the catalogue for one evaluated event, latest interval.",
+            ),
+        ]
     )
     st.caption(f"{checkpoint.totals.evaluated:,} events evaluated so far.")
 
@@ -81,14 +74,7 @@ headline()
 
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.subheader("Over time", anchor=False)
-    recall_kind = st.segmented_control(
-        "Recall",
-        ["Cumulative", "Per interval"],
-        default="Cumulative",
-        required=True,
-        key="model_recall",
-        label_visibility="collapsed",
-    )
+    cumulative = components.cumulative_picker("Recall", "model_recall")
     window_s = components.window_picker("model_window")
 
 
@@ -102,7 +88,6 @@ def history() -> None:
     except loaders.Unavailable as exc:
         components.unavailable(exc)
         return
-    cumulative = recall_kind != "Per interval"
     st.altair_chart(
         charts.recall_chart(frame, cumulative=cumulative, model=checkpoint.model), width="stretch"
     )

@@ -47,14 +47,7 @@ st.caption(
 
 with st.container(horizontal=True, vertical_alignment="bottom"):
     st.subheader("Model against the baseline", anchor=False)
-    ctr_kind = st.segmented_control(
-        "CTR",
-        ["Cumulative", "Per interval"],
-        default="Cumulative",
-        required=True,
-        key="online_ctr",
-        label_visibility="collapsed",
-    )
+    cumulative = components.cumulative_picker("CTR", "online_ctr")
     window_s = components.window_picker("online_window")
 
 
@@ -77,41 +70,35 @@ def online() -> None:
     latest = frame[frame["time"] == frame["time"].max()]
     rate = float(latest["impressions_per_s"].sum())
     span = components.window_label(window_s)
-    row = st.columns(4)
-    row[0].metric(
-        f"CTR, model ({checkpoint.model})",
-        _percent(model_ctr),
-        border=True,
-        height="stretch",
-        help=f"Clicked lists per list served to users on the model, {span}.",
-    )
-    row[1].metric(
-        "CTR, popularity baseline",
-        _percent(baseline_ctr),
-        border=True,
-        height="stretch",
-        help=f"The same for the users served the most popular items, {span}.",
-    )
-    row[2].metric(
-        "Lift",
-        "—" if lift is None else f"{lift:+.0%}",
-        border=True,
-        height="stretch",
-        help="How much higher the model's CTR is than the baseline's (model / baseline - 1).",
-    )
-    row[3].metric(
-        "Impressions/s now",
-        f"{rate:,.1f}",
-        border=True,
-        height="stretch",
-        help="Lists served per second over the latest checkpoint interval, both variants.",
+    components.tiles(
+        [
+            components.Tile(
+                f"CTR, model ({checkpoint.model})",
+                _percent(model_ctr),
+                f"Clicked lists per list served to users on the model, {span}.",
+            ),
+            components.Tile(
+                "CTR, popularity baseline",
+                _percent(baseline_ctr),
+                f"The same for the users served the most popular items, {span}.",
+            ),
+            components.Tile(
+                "Lift",
+                "—" if lift is None else f"{lift:+.0%}",
+                "How much higher the model's CTR is than the baseline's (model / baseline - 1).",
+            ),
+            components.Tile(
+                "Impressions/s now",
+                f"{rate:,.1f}",
+                "Lists served per second over the latest checkpoint interval, both variants.",
+            ),
+        ]
     )
     shown = {variant: count(s) for variant, (s, _) in summed.items()}
     st.caption(
         f"{shown.get('model', '0')} lists from the model and {shown.get('baseline', '0')} "
         f"from the baseline {span}."
     )
-    cumulative = ctr_kind != "Per interval"
     st.altair_chart(
         charts.ctr_chart(frame, cumulative=cumulative, model=checkpoint.model), width="stretch"
     )

@@ -44,31 +44,30 @@ def headline() -> None:
         return
     totals, interval = checkpoint.totals, checkpoint.interval
     share = totals.rejected / totals.received if totals.received else None
-    row = st.columns(3)
-    row[0].metric(
-        "Rejected messages",
-        count(totals.rejected),
-        border=True,
-        height="stretch",
-        **components.delta(f"+{interval.rejected:,}", "inverse"),
-        delta_description=f"in the last {interval.interval_s:.0f} s interval",
-        help="Messages that broke the event contract since the store was created.",
-    )
-    row[1].metric(
-        "Share of all messages",
-        _share(share),
-        border=True,
-        height="stretch",
-        help="Rejected messages divided by all messages received.",
-    )
-    row[2].metric(
-        "Accepted messages",
-        count(totals.accepted),
-        border=True,
-        height="stretch",
-        **components.delta(f"+{interval.accepted:,}"),
-        delta_description=f"in the last {interval.interval_s:.0f} s interval",
-        help="Messages that met the contract and reached the model.",
+    every = f"in the last {interval.interval_s:.0f} s interval"
+    components.tiles(
+        [
+            components.Tile(
+                "Rejected messages",
+                count(totals.rejected),
+                "Messages that broke the event contract since the store was created.",
+                change=f"+{interval.rejected:,}",
+                compared_to=every,
+                worse_when_up=True,
+            ),
+            components.Tile(
+                "Share of all messages",
+                _share(share),
+                "Rejected messages divided by all messages received.",
+            ),
+            components.Tile(
+                "Accepted messages",
+                count(totals.accepted),
+                "Messages that met the contract and reached the model.",
+                change=f"+{interval.accepted:,}",
+                compared_to=every,
+            ),
+        ]
     )
 
 
