@@ -11,6 +11,7 @@ what it cannot take in time, so events keep flowing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -61,7 +62,14 @@ class HealthView(web.View):
         runtime = getattr(self.app, "runtime", None)
         if runtime is None:
             return self.json({"ok": False, "error": "the engine is starting"}, status=503)
-        return self.json({**runtime.health(), **handler_stats.as_dict()})
+        return self.json(
+            {**runtime.health(), **handler_stats.as_dict(), "event_loop": event_loop_name()}
+        )
+
+
+def event_loop_name() -> str:
+    """The running event loop's implementation: "uvloop" or "asyncio" (RECO_EVENT_LOOP)."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
 
 
 def parse_user(raw: str) -> str:

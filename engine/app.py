@@ -15,6 +15,9 @@ import os
 import sys
 import time
 
+import faust
+import mode.loop
+
 from engine.broker import is_reachable
 from engine.consumer import BatchingApp, BatchingConsumer
 from engine.kafka import broker_credentials
@@ -163,6 +166,16 @@ def app_options(settings: Settings) -> dict:
         "autodiscover": False,
         "broker_credentials": broker_credentials(settings),
     }
+
+
+def run_worker(faust_app: faust.App, settings: Settings) -> None:
+    """Run ``faust_app`` as a worker on the configured event loop (blocks until it stops)."""
+    # Faust reads its --loop option only when `faust` is first imported, which
+    # is long before app.main() parses it: without this the worker would run
+    # on asyncio's own loop whatever the option says.
+    mode.loop.use(settings.event_loop)
+    sys.argv = worker_argv(settings)
+    faust_app.main()
 
 
 def worker_argv(settings: Settings) -> list[str]:

@@ -229,10 +229,9 @@ def _worker(args) -> int:
             file=sys.stderr,
         )
         return 2
-    from engine.app import app, worker_argv
+    from engine.app import app, run_worker
 
-    sys.argv = worker_argv(settings)
-    app.main()
+    run_worker(app, settings)
     return 0
 
 

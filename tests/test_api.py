@@ -82,6 +82,8 @@ def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
             f"{EVENTS} events through the worker",
         )
         assert health["ok"] is True and health["model"] == "hybrid"
+        # The default RECO_EVENT_LOOP, really in use (Faust alone would ignore it).
+        assert health["event_loop"] == "uvloop"
         assert health["last_event_time"] > 1.6e9 and health["items"] > 0
 
         # u0 is the synthetic stream's most active user: certainly known by now.

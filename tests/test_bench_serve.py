@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 from engine.bench.load import LevelResult, run_level
-from engine.bench.serve import levels_up_to
+from engine.bench.serve import cpu_seconds, levels_up_to
 
 
 class Answer(BaseHTTPRequestHandler):
@@ -46,3 +50,17 @@ def test_concurrency_climbs_to_the_maximum():
     assert levels_up_to(100) == [1, 10, 25, 50, 100]
     assert levels_up_to(30) == [1, 10, 25, 30]
     assert levels_up_to(1) == [1]
+
+
+def test_the_workers_cpu_time_is_read_from_proc():
+    if not os.path.exists(f"/proc/{os.getpid()}/stat"):
+        pytest.skip("no /proc here: the benchmark reports the worker's CPU as null")
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    after = cpu_seconds(os.getpid())
+    # /proc counts in clock ticks (10 ms), process_time() finer: they agree to a few ticks.
+    assert after - before >= 0.15
+    assert abs(after - time.process_time()) < 0.1
+    assert cpu_seconds(2**22 + 1) is None  # above Linux's largest pid: no such process

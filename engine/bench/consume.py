@@ -118,10 +118,9 @@ def run_original(stopwatch: Stopwatch, stock: bool = False) -> None:
 
 
 def _start(app, settings) -> None:
-    from engine.app import worker_argv
+    from engine.app import run_worker
 
-    sys.argv = worker_argv(settings)
-    app.main()
+    run_worker(app, settings)
 
 
 if __name__ == "__main__":

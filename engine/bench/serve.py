@@ -23,6 +23,12 @@ the worker's own count (GET /health). Every level is printed as a JSON
 line; the last line is the summary: ``concurrency``, ``p50_ms``, ``p99_ms``,
 ``requests_per_s`` and ``events_ratio_under_load`` at the highest level,
 then the flood's figures and the worker's time per request.
+
+The machine's other work weighs on every figure, so the summary says how
+much CPU the worker got (``worker_cpu_*``: CPU seconds per wall second,
+quiet and under load), how much the load generator itself took
+(``generator_cpu``; it runs on uvloop to keep that small) and the load
+average around the run.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import uvloop
 
 from engine.bench.load import LevelResult, run_level
 from engine.broker import HOST, EmbeddedBroker, free_port
@@ -107,8 +115,9 @@ def run(data: Path, max_concurrency: int, seconds: float, think_s: float) -> dic
             worker = subprocess.Popen(
                 [sys.executable, "-m", "engine", "worker"], env=env, stdout=log, stderr=log
             )
+            target = Target(f"http://{HOST}:{port}/health", port, paths, worker.pid)
             try:
-                return _measure(port, paths, total, max_concurrency, seconds, think_s, log_path)
+                return _measure(target, total, max_concurrency, seconds, think_s, log_path)
             finally:
                 worker.terminate()
                 try:
@@ -118,26 +127,36 @@ def run(data: Path, max_concurrency: int, seconds: float, think_s: float) -> dic
                     worker.wait()
 
 
+@dataclass(frozen=True)
+class Target:
+    """The worker under test: its /health URL, API port, request paths and process id."""
+
+    health: str
+    port: int
+    paths: list[str]
+    pid: int
+
+
 def _measure(
-    port: int,
-    paths: list[str],
+    target: Target,
     total: int,
     max_concurrency: int,
     seconds: float,
     think_s: float,
     log: Path,
 ) -> dict:
-    health = f"http://{HOST}:{port}/health"
+    health = target.health
+    load_before = os.getloadavg()[0]
     _wait_for(lambda: (_get(health) or {}).get("events", 0) >= WARMUP_EVENTS, log)
     for concurrency in levels_up_to(max_concurrency)[:-1]:
-        _print_level(_load(health, port, paths, concurrency, seconds, think_s), think_s)
+        _print_level(_load(target, concurrency, seconds, think_s), think_s)
     # The highest level alternates with quiet spells of the same length, so the
     # event rates with and without load are measured side by side: the machine's
     # other work drifts, and it drifts alike for both.
-    top = _alternate(health, port, paths, max_concurrency, seconds, think_s)
+    top = _alternate(target, max_concurrency, seconds, think_s)
     _print_level(top.load, think_s)
     # And the worst case: every client sends its next request as soon as it can.
-    flood = _alternate(health, port, paths, max_concurrency, seconds, 0.0, rounds=1)
+    flood = _alternate(target, max_concurrency, seconds, 0.0, rounds=1)
     _print_level(flood.load, 0.0)
     state = _get(health) or {}
     if state.get("events", 0) >= total:
@@ -163,22 +182,30 @@ def _measure(
         "handler_cpu_ms_mean": state.get("handler_cpu_ms_mean"),
         "rank_ms_mean": state.get("rank_ms_mean"),
         "waited_for_share": state.get("waited"),
+        "worker_cpu_without_load": top.quiet_cpu,
+        "worker_cpu_under_load": _share(top.load.worker_cpu_s, top.load.seconds),
+        "generator_cpu": _share(top.load.generator_cpu_s, top.load.seconds),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "items": state.get("items"),
         "users": state.get("users"),
         "model": state.get("model"),
+        "event_loop": state.get("event_loop"),
         "cores": os.cpu_count(),
     }
 
 
 @dataclass
 class Loaded:
-    """Spells of load: every answer's latency (seconds), and the events handled meanwhile."""
+    """Spells of load: every answer's latency (seconds), the events handled meanwhile,
+    and the CPU seconds the worker and the load generator used."""
 
     concurrency: int
     latencies_s: list[float]
     errors: int
     seconds: float
     events: int
+    worker_cpu_s: float | None = 0.0
+    generator_cpu_s: float = 0.0
 
     @property
     def result(self) -> LevelResult:
@@ -193,48 +220,73 @@ class Loaded:
 class Alternated:
     load: Loaded
     quiet_rate: float  # events/s in the quiet spells between the loaded ones
+    quiet_cpu: float | None  # the worker's CPU seconds per second in them
 
     @property
     def ratio(self) -> float | None:
         return round(self.load.events_per_s / self.quiet_rate, 3) if self.quiet_rate else None
 
 
-def _load(
-    health: str, port: int, paths: list[str], concurrency: int, seconds: float, think_s: float
-) -> Loaded:
-    start = _events(health)
-    latencies, errors, spent = asyncio.run(
-        run_level(HOST, port, paths, concurrency, seconds, MAX_REQUESTS_PER_LEVEL, think_s)
+def _load(target: Target, concurrency: int, seconds: float, think_s: float) -> Loaded:
+    start, worker_cpu = _events(target.health), cpu_seconds(target.pid)
+    generator_cpu = time.process_time()
+    latencies, errors, spent = uvloop.run(
+        run_level(
+            HOST, target.port, target.paths, concurrency, seconds, MAX_REQUESTS_PER_LEVEL, think_s
+        )
     )
-    return Loaded(concurrency, latencies, errors, spent, _events(health) - start)
+    generator_cpu = time.process_time() - generator_cpu
+    worker_cpu = _minus(cpu_seconds(target.pid), worker_cpu)
+    events = _events(target.health) - start
+    return Loaded(concurrency, latencies, errors, spent, events, worker_cpu, generator_cpu)
 
 
 def _alternate(
-    health: str,
-    port: int,
-    paths: list[str],
-    concurrency: int,
-    seconds: float,
-    think_s: float,
-    rounds: int = 3,
+    target: Target, concurrency: int, seconds: float, think_s: float, rounds: int = 3
 ) -> Alternated:
     """Quiet, load, quiet, load, ... ``rounds`` times, then quiet once more."""
-    quiet_events, quiet_s = 0.0, 0.0
+    quiet_events, quiet_s, quiet_cpu = 0.0, 0.0, 0.0
     merged = Loaded(concurrency, [], 0, 0.0, 0)
     for round_ in range(rounds + 1):
-        rate, spent = _event_rate(health, seconds)
+        cpu = cpu_seconds(target.pid)
+        rate, spent = _event_rate(target.health, seconds)
         quiet_events, quiet_s = quiet_events + rate * spent, quiet_s + spent
+        quiet_cpu = _add(quiet_cpu, _minus(cpu_seconds(target.pid), cpu))
         if round_ == rounds:
             break
-        spell = _load(health, port, paths, concurrency, seconds, think_s)
+        spell = _load(target, concurrency, seconds, think_s)
         merged = Loaded(
             concurrency,
             merged.latencies_s + spell.latencies_s,
             merged.errors + spell.errors,
             merged.seconds + spell.seconds,
             merged.events + spell.events,
+            _add(merged.worker_cpu_s, spell.worker_cpu_s),
+            merged.generator_cpu_s + spell.generator_cpu_s,
         )
-    return Alternated(merged, quiet_events / quiet_s)
+    return Alternated(merged, quiet_events / quiet_s, _share(quiet_cpu, quiet_s))
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) process ``pid`` has used; None where /proc cannot say."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    # utime and stime are the 14th and 15th fields, counted from the pid.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _minus(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def _add(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a + b
+
+
+def _share(cpu_s: float | None, seconds: float) -> float | None:
+    return round(cpu_s / seconds, 2) if cpu_s is not None and seconds else None
 
 
 def _print_level(loaded: Loaded, think_s: float) -> None:
@@ -242,6 +294,8 @@ def _print_level(loaded: Loaded, think_s: float) -> None:
         **asdict(loaded.result),
         "think_ms": round(1000 * think_s, 1),
         "events_per_s": round(loaded.events_per_s),
+        "worker_cpu": _share(loaded.worker_cpu_s, loaded.seconds),
+        "generator_cpu": _share(loaded.generator_cpu_s, loaded.seconds),
     }
     print(json.dumps(line), flush=True)
 
