@@ -150,7 +150,8 @@ class StreamProcessor:
         self._until_timed -= 1
         fused = rec.rank_and_learn
         if fused is None or not self._until_timed:
-            # Every TIMED_EVERY-th event takes the two steps apart, timed.
+            # Models without the one-call step, and every TIMED_EVERY-th event
+            # of those with it, rank and learn in two steps, timed.
             self._until_timed = TIMED_EVERY
             self._observe_timed(user, item, evaluate)
         elif evaluate:
