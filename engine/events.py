@@ -55,6 +55,9 @@ def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") 
     if encoding == "msgpack":
         data = _msgpack_object(raw)
     else:
+        event = _plain_event(raw)
+        if event is not None:
+            return event
         data = _fast_json_object(raw)
         if data is None:
             data = _json_object(raw)
@@ -67,6 +70,72 @@ def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") 
         rating=_number(data, "rating", -MAX_ABS_RATING, MAX_ABS_RATING),
         timestamp=_number(data, "timestamp", 0.0, MAX_TIMESTAMP),
     )
+
+
+def _plain_event(raw: bytes) -> Interaction | None:
+    """The event of a message in the common shape, or None to let the field checks decide.
+
+    The common shape is what nearly every producer sends: the four fields
+    and no other, ids that are integers or printable ASCII strings with
+    nothing to strip, numbers within range, no escapes. parse_event's
+    answer for it is the values as they are, which this checks in a third
+    of the time the general checks take. Duplicate keys would show as more
+    quotes than the four keys and the string values account for.
+    """
+    if type(raw) is not bytes or b"\\" in raw:
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict or len(data) != 4:
+        return None
+    try:
+        user, item = data["user"], data["item"]
+        rating, timestamp = data["rating"], data["timestamp"]
+    except KeyError:
+        return None
+    # Integer ids become strings (of at most 20 characters: orjson reads 64 bits).
+    strings = 2
+    if type(user) is int:
+        user = str(user)
+        strings -= 1
+    elif type(user) is not str:
+        return None
+    if type(item) is int:
+        item = str(item)
+        strings -= 1
+    elif type(item) is not str:
+        return None
+    # check_id keeps an id as it is if it has 1..MAX_ID_LENGTH printable
+    # ASCII characters and no space at either end; both ids at once here.
+    ids = user + item
+    if not (
+        0 < len(user) <= MAX_ID_LENGTH
+        and 0 < len(item) <= MAX_ID_LENGTH
+        and ids.isascii()
+        and ids.isprintable()
+        and user[0] != " "
+        and user[-1] != " "
+        and item[0] != " "
+        and item[-1] != " "
+    ):
+        return None
+    if type(rating) is int:
+        rating = float(rating)
+    elif type(rating) is not float:
+        return None
+    if type(timestamp) is int:
+        timestamp = float(timestamp)
+    elif type(timestamp) is not float:
+        return None
+    # Comparisons are False for NaN; these ranges also keep out the floats
+    # orjson makes of integers beyond 64 bits.
+    if not (-MAX_ABS_RATING <= rating <= MAX_ABS_RATING and 0.0 <= timestamp <= MAX_TIMESTAMP):
+        return None
+    if raw.count(b'"') != 2 * (4 + strings):
+        return None
+    return Interaction(user, item, rating, timestamp)
 
 
 def _fast_json_object(raw: bytes) -> dict | None:

@@ -49,7 +49,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.kernels import LOG1P, learn_session, session_rank
+from engine.kernels import LOG1P, TABLE_SIZE, session_observe, session_rank
 from engine.rows import GrowableRows
 from storage.ranking import N_STAGES, stage_of
 from storage.session_rows import widen_session_rows
@@ -170,7 +170,10 @@ class HybridRecommender:
         self._neighbour_ids = GrowableRows(m, dtype=np.int32)
         self._neighbour_counts = GrowableRows(m)
         self._filled = GrowableRows(0, dtype=np.int32)  # used slots per item (filled in order)
-        self._touched: set[int] = set()
+        # 1 for items whose rows changed since the last drain, set by the compiled step.
+        self._touched = GrowableRows(0, dtype=np.uint8)
+        # 1 once a neighbour count may be beyond the table of logarithms (engine.kernels).
+        self._large_counts = np.zeros(1, dtype=np.uint8)
         self._newest_buffer = np.zeros(max(self._newest_items, 1), dtype=np.int64)
         self._scratch = np.zeros(1025)  # (n_items + 1,) zeros for session_rank
         self._bind()
@@ -185,6 +188,8 @@ class HybridRecommender:
             self._neighbour_ids.buffer,
             self._neighbour_counts.buffer,
             self._filled.buffer,
+            self._touched.buffer,
+            self._large_counts,
         )
 
     def is_new_user(self, u: int) -> bool:
@@ -216,6 +221,7 @@ class HybridRecommender:
             self._neighbour_ids,
             self._neighbour_counts,
             self._filled,
+            self._touched,
         ):
             rows.append(0)
         self.n_item += 1
@@ -246,16 +252,48 @@ class HybridRecommender:
         Called before the engine adds the item to the user's history.
         """
         known = self._known_items(u)
-        newest = self._newest(known, exclude=i, n=self._newest_items)
-        buffer = self._newest_buffer
-        buffer[: len(newest)] = newest
+        self.observe(u, i, known)
+
+    def observe(
+        self,
+        u: int,
+        i: int,
+        known: dict,
+        known_array: np.ndarray | None = None,
+        popular_counts: np.ndarray | None = None,
+    ) -> tuple[int, int, int, int, int]:
+        """Rank ``i`` for ``u`` (given ``known_array``), then learn it, in one compiled call.
+
+        ``known`` is the user's history before this event (engine.history).
+        To evaluate, ``known_array`` holds all its items as int64, oldest
+        first (they are left out of the ranking), and ``popular_counts`` the
+        baseline's (n_items,) float32 counts. Returns rank_counts() of the
+        model, then the known items above and level with ``i`` in
+        ``popular_counts``; zeros when not evaluating.
+        """
+        evaluate = known_array is not None
+        if not evaluate:
+            known_array, popular_counts = self._newest_known(known), _NO_COUNTS
+        n_known = len(known)
+        in_known = i in known
+        n_newest = min(self._newest_items, n_known - in_known)
         # The user's row: ``i``, then the newest items, as many as carry weight.
-        active = self._active_of[min(1 + len(newest), self._row_items)]
-        left = learn_session(
+        active = self._active_of[min(1 + n_newest, self._row_items)]
+        a = self._n_active[u]
+        counts = session_observe(
+            evaluate,
+            self.n_item,
+            self._stage[u],
+            a,
+            self._weights64[a],
+            LOG1P,
+            self._scratch,
+            popular_counts,
             i,
-            stage_of(len(known)),
-            buffer,
-            len(newest),
+            stage_of(n_known),
+            known_array,
+            n_newest,
+            self._newest_buffer,
             self.window,
             self._stage_weight,
             *self._item_buffers,
@@ -264,17 +302,18 @@ class HybridRecommender:
             self._likes,
             self._likes_state,
         )
-        if left >= 0:
-            self._touched.add(left)
-        self._stage[u] = stage_of(len(known) + (i not in known))
+        self._stage[u] = stage_of(n_known + (not in_known))
         self._n_active[u] = active
-        self._touched.add(i)
-        self._touched.update(newest[: self.window])
+        return counts
 
-    @staticmethod
-    def _newest(known: dict, exclude: int, n: int) -> list[int]:
-        """The user's ``n`` newest items, newest first, without ``exclude``."""
-        return [j for j in itertools.islice(reversed(known), n + 1) if j != exclude][:n]
+    def _newest_known(self, known: dict) -> np.ndarray:
+        """The items observe() learns from when not evaluating: the newest of ``known``, as int64."""
+        n = self._newest_items + 1
+        if len(known) <= n:
+            return np.fromiter(known, dtype=np.int64, count=len(known))
+        newest = list(itertools.islice(reversed(known), n))
+        newest.reverse()
+        return np.array(newest, dtype=np.int64)
 
     # -- ranking -------------------------------------------------------------
 
@@ -310,6 +349,7 @@ class HybridRecommender:
             self._neighbour_ids.buffer,
             self._neighbour_counts.buffer,
             LOG1P,
+            self._large_counts,
             self._scratch,
             item,
             known,
@@ -358,8 +398,10 @@ class HybridRecommender:
 
     def drain_touched(self) -> set[int]:
         """Items whose rows changed since the last call."""
-        touched, self._touched = self._touched, set()
-        return touched
+        flags = self._touched.view
+        touched = np.flatnonzero(flags)
+        flags[touched] = 0
+        return set(touched.tolist())
 
     def drift_rows(self) -> np.ndarray:
         """Each item's share of all likes, split by stage: (n_items, N_STAGES) float32.
@@ -411,6 +453,13 @@ class HybridRecommender:
         self._filled = GrowableRows.from_array(
             np.count_nonzero(neighbour_counts, axis=1), dtype=np.int32
         )
+        self._touched = GrowableRows.from_array(np.zeros(n_items), dtype=np.uint8)
+        small = np.all(
+            (neighbour_counts >= 0)
+            & (neighbour_counts < TABLE_SIZE - 1)
+            & (neighbour_counts == np.floor(neighbour_counts))
+        )
+        self._large_counts[0] = not small
         capacity = self._counts.buffer.shape[0]
         self._base = np.zeros((s, capacity))
         self._base[:, :n_items] = (
@@ -432,6 +481,7 @@ class HybridRecommender:
 
 
 _CHUNK = 65_536  # users per block when exporting rows
+_NO_COUNTS = np.zeros(0, dtype=np.float32)  # popularity counts, when not evaluating
 
 
 def _check_dense(index: int, expected: int, kind: str) -> None:

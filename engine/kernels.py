@@ -22,7 +22,8 @@ from numba import njit
 _COMPILE = {"cache": True, "nogil": True}
 # log(1 + c) of small whole counts: numpy's own values (a table lookup is
 # cheaper than the logarithm, and keeping no log per slot saves 8 bytes a slot).
-LOG1P = np.log1p(np.arange(1 << 16, dtype=np.float64))
+TABLE_SIZE = 1 << 16
+LOG1P = np.log1p(np.arange(TABLE_SIZE, dtype=np.float64))
 
 
 @njit(**_COMPILE)
@@ -82,7 +83,7 @@ def known_above(values, item, known):  # pragma: no cover - compiled
 
 @njit(**_COMPILE)
 def session_rank(
-    n, base, recent, weights, neighbour_ids, neighbour_counts, table, scratch, item, known
+    n, base, recent, weights, neighbour_ids, neighbour_counts, table, large, scratch, item, known
 ):  # pragma: no cover - compiled
     """count_rank() of the hybrid's scores for the first ``n`` items, without building them.
 
@@ -90,18 +91,28 @@ def session_rank(
     log(1 + neighbour_counts[l, slot of j]) -- storage.ranking's "session"
     rule for the user's stage, summed in the order numpy's bincount sums it.
     ``neighbour_ids`` holds index + 1 (0 in unused slots, which come last);
-    ``table`` is LOG1P; ``scratch`` is (n + 1,) or more float64 zeros,
-    returned zeroed.
+    ``table`` is LOG1P; ``large[0]`` is 0 while every count is a whole
+    number below TABLE_SIZE (then the table holds every logarithm, and the
+    loop needs no check per slot, which halves its time); ``scratch`` is
+    (n + 1,) or more float64 zeros, returned zeroed.
     """
     m = neighbour_ids.shape[1]
+    small = large[0] == 0
     for r in range(recent.shape[0]):
         row = recent[r]
         weight = weights[r]
-        for slot in range(m):
-            neighbour = neighbour_ids[row, slot]
-            if neighbour == 0:
-                break
-            scratch[neighbour] += log1p_count(table, neighbour_counts[row, slot]) * weight
+        if small:
+            for slot in range(m):
+                neighbour = neighbour_ids[row, slot]
+                if neighbour == 0:
+                    break
+                scratch[neighbour] += table[int(neighbour_counts[row, slot])] * weight
+        else:
+            for slot in range(m):
+                neighbour = neighbour_ids[row, slot]
+                if neighbour == 0:
+                    break
+                scratch[neighbour] += log1p_count(table, neighbour_counts[row, slot]) * weight
     target = base[item] + scratch[item + 1]
     greater = 0
     ties = -1
@@ -135,8 +146,9 @@ def session_rank(
 def learn_session(
     item,
     stage,
-    newest,
+    known,
     n_newest,
+    newest,
     window,
     stage_weight,
     counts,
@@ -146,6 +158,8 @@ def learn_session(
     neighbour_ids,
     neighbour_counts,
     filled,
+    touched,
+    large,
     recent,
     n_recent,
     likes,
@@ -153,20 +167,28 @@ def learn_session(
 ):  # pragma: no cover - compiled
     """The hybrid's learning step for one liked ``item`` (see engine.hybrid).
 
+    Takes the user's ``n_newest`` newest items other than ``item`` from the
+    end of ``known`` (int64, oldest first) into ``newest`` (newest first).
     Counts the item at the user's ``stage`` and among the latest likes,
     refreshes its base scores (``base`` is stage-major), and counts a
-    co-occurrence both ways with each of the first ``window`` of the
-    ``n_newest`` items in ``newest`` (the user's, newest first; Space-Saving
-    rows of ``neighbour_ids``, index + 1, ``filled`` slots used per item).
-    Then writes the user's row of recent items: ``item`` and the newest,
-    ``n_recent`` in all.
+    co-occurrence both ways with each of the first ``window`` newest items
+    (Space-Saving rows of ``neighbour_ids``, index + 1, ``filled`` slots
+    used per item), flagging the items whose rows changed in ``touched``,
+    and ``large[0]`` once a count reaches TABLE_SIZE - 1. Then writes the
+    user's row of recent items: ``item`` and the newest, ``n_recent`` in all.
 
     ``likes`` is the ring of the latest positive events' items and
     ``likes_state`` its [next slot, slots filled]; ``counts`` counts the
-    items in it (with an empty ring, every like ever). Returns the item that
-    left the ring, whose count fell, or -1.
+    items in it (with an empty ring, every like ever). The item that leaves
+    the ring has its count lowered and is flagged too.
     """
-    left = -1
+    taken = 0
+    position = known.shape[0] - 1
+    while taken < n_newest and position >= 0:
+        if known[position] != item:
+            newest[taken] = known[position]
+            taken += 1
+        position -= 1
     size = likes.shape[0]
     if size:
         slot = likes_state[0]
@@ -174,6 +196,7 @@ def learn_session(
             left = likes[slot]
             counts[left] -= 1.0
             _refresh_base(left, counts, log_stages, base, stage_weight)
+            touched[left] = 1
         else:
             likes_state[1] += 1
         likes[slot] = item
@@ -183,15 +206,20 @@ def learn_session(
     # Counts are float32; numba would take log1p in float32 too, numpy in float64.
     log_stages[item, stage] = math.log1p(np.float64(stage_counts[item, stage]))
     _refresh_base(item, counts, log_stages, base, stage_weight)
-    for t in range(min(window, n_newest)):
+    touched[item] = 1
+    for t in range(min(window, taken)):
         other = newest[t]
-        _add_neighbour(item, other, neighbour_ids, neighbour_counts, filled)
-        _add_neighbour(other, item, neighbour_ids, neighbour_counts, filled)
+        highest = max(
+            _add_neighbour(item, other, neighbour_ids, neighbour_counts, filled),
+            _add_neighbour(other, item, neighbour_ids, neighbour_counts, filled),
+        )
+        if highest >= TABLE_SIZE - 1:
+            large[0] = 1
+        touched[other] = 1
     if n_recent:
         recent[0] = item
     for k in range(1, n_recent):
         recent[k] = newest[k - 1]
-    return left
 
 
 @njit(**_COMPILE)
@@ -204,8 +232,90 @@ def _refresh_base(item, counts, log_stages, base, stage_weight):  # pragma: no c
 
 
 @njit(**_COMPILE)
+def session_observe(
+    evaluate,
+    n,
+    rank_stage,
+    n_active,
+    weights,
+    table,
+    scratch,
+    popular_counts,
+    item,
+    learn_stage,
+    known,
+    n_newest,
+    newest,
+    window,
+    stage_weight,
+    counts,
+    stage_counts,
+    log_stages,
+    base,
+    neighbour_ids,
+    neighbour_counts,
+    filled,
+    touched,
+    large,
+    recent,
+    n_recent,
+    likes,
+    likes_state,
+):  # pragma: no cover - compiled
+    """Test-then-learn one event in one call: session_rank(), known_above(), then learn_session().
+
+    When ``evaluate``, ranks ``item`` for the user as they are (stage
+    ``rank_stage``, the first ``n_active`` items of ``recent`` weighted by
+    ``weights``) among the first ``n`` items, ``known`` (then every item of
+    the user) left out, and counts the known items above and level with it
+    in ``popular_counts``; then learns the event. Returns (greater, ties,
+    candidates, popular known greater, popular known ties); zeros when not
+    ``evaluate``.
+    """
+    greater, ties, candidates, known_greater, known_ties = 0, 0, 0, 0, 0
+    if evaluate:
+        greater, ties, candidates = session_rank(
+            n,
+            base[rank_stage],
+            recent[:n_active],
+            weights,
+            neighbour_ids,
+            neighbour_counts,
+            table,
+            large,
+            scratch,
+            item,
+            known,
+        )
+        known_greater, known_ties = known_above(popular_counts, item, known)
+    learn_session(
+        item,
+        learn_stage,
+        known,
+        n_newest,
+        newest,
+        window,
+        stage_weight,
+        counts,
+        stage_counts,
+        log_stages,
+        base,
+        neighbour_ids,
+        neighbour_counts,
+        filled,
+        touched,
+        large,
+        recent,
+        n_recent,
+        likes,
+        likes_state,
+    )
+    return greater, ties, candidates, known_greater, known_ties
+
+
+@njit(**_COMPILE)
 def _add_neighbour(item, neighbour, ids, counts, filled):  # pragma: no cover - compiled
-    """Count one co-occurrence in ``item``'s row; a full row replaces its weakest."""
+    """Count one co-occurrence in ``item``'s row (a full row replaces its weakest); the new count."""
     m = ids.shape[1]
     used = filled[item]
     key = neighbour + 1
@@ -227,6 +337,7 @@ def _add_neighbour(item, neighbour, ids, counts, filled):  # pragma: no cover - 
                     slot = k
         ids[item, slot] = key
     counts[item, slot] += 1.0
+    return counts[item, slot]
 
 
 def warm_up() -> None:
@@ -239,12 +350,22 @@ def warm_up() -> None:
     ids = np.zeros((2, 2), dtype=np.int32)
     counts = np.zeros((2, 2), dtype=np.float32)
     recent = np.zeros(1, dtype=np.int32)
-    session_rank(2, base[0], recent, np.ones(1), ids, counts, LOG1P, np.zeros(3), 0, known)
-    learn_session(
+    large = np.zeros(1, dtype=np.uint8)
+    session_rank(2, base[0], recent, np.ones(1), ids, counts, LOG1P, large, np.zeros(3), 0, known)
+    session_observe(
+        True,
+        2,
+        0,
+        1,
+        np.ones(1),
+        LOG1P,
+        np.zeros(3),
+        np.zeros(2, dtype=np.float32),
         0,
         0,
         np.ones(1, dtype=np.int64),
         1,
+        np.zeros(1, dtype=np.int64),
         1,
         0.5,
         np.zeros(2, dtype=np.float32),
@@ -254,6 +375,8 @@ def warm_up() -> None:
         ids,
         counts,
         np.zeros(2, dtype=np.int32),
+        np.zeros(2, dtype=np.uint8),
+        large,
         np.zeros(2, dtype=np.int32),
         1,
         np.zeros(1, dtype=np.int32),

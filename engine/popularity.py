@@ -29,10 +29,12 @@ class PopularityCounts:
         self._counts = GrowableRows(0)
         self._at: list[int] = [0]  # count value -> items with exactly that count
         self._above: list[int] = [0]  # count value -> items with a larger count
+        self._bind()
 
-    @property
-    def n(self) -> int:
-        return self._counts.n
+    def _bind(self) -> None:
+        # Plain attributes, not properties: they are read per event.
+        self.n = self._counts.n
+        self.counts = self._counts.buffer
 
     @property
     def view(self) -> np.ndarray:
@@ -40,9 +42,14 @@ class PopularityCounts:
         return self._counts.view
 
     def register(self) -> None:
-        """Add a new item with no events."""
+        """Add a new item with no events.
+
+        ``counts`` is then the (capacity,) float32 buffer whose first ``n``
+        values are the counts, for compiled loops that read known items only.
+        """
         self._counts.append(0.0)
         self._at[0] += 1
+        self._bind()
 
     def add(self, item: int) -> None:
         """Count one positive event of ``item``."""
@@ -82,4 +89,5 @@ class PopularityCounts:
         at = np.bincount(values, minlength=1) if len(values) else np.zeros(1, dtype=np.int64)
         above = len(values) - np.cumsum(at)
         popularity._at, popularity._above = at.tolist(), above.tolist()
+        popularity._bind()
         return popularity

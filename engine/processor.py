@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 
 # Rejected messages kept per checkpoint interval; more are counted, not stored.
 MAX_REJECTED_PER_INTERVAL = 10_000
+# One positive event in this many learns and ranks in two timed steps; the
+# others take one compiled call, untimed (a pair of clock reads per step
+# costs about as much as the step).
+TIMED_EVERY = 16
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,11 @@ class ProcessorConfig:
 
 @dataclass
 class Timings:
-    """Wall time spent learning and evaluating since the processor started (seconds)."""
+    """Wall time spent learning and evaluating the timed sample of events (seconds).
+
+    One positive event in TIMED_EVERY is timed, so ``update_s / updates``
+    and ``evaluate_s / evaluations`` are the mean times per event.
+    """
 
     update_s: float = 0.0
     updates: int = 0
@@ -73,14 +81,21 @@ class StreamProcessor:
         self.totals = Totals()
         self.offsets: dict[int, int] = {}
         self._rng = Draws(config.seed + 1)
+        self.timings = Timings()
         self._reset_interval(time.time())
+        # The settings read per message, as plain attributes.
+        self._max_message_bytes = config.max_message_bytes
+        self._encoding = config.encoding
+        self._min_rating = config.min_rating
+        self._eval_fraction = config.eval_fraction
+        self._top_n = config.top_n
+        self._until_timed = 1  # the first positive event is timed
         self._users_at_checkpoint = 0
         self._items_at_checkpoint = 0
         self._touched: set[int] = set()
         self._previous_items: np.ndarray | None = None
         self._previous_panel: dict[int, frozenset[int]] = {}
         self.percentile_sum = 0.0  # of evaluated events, for MPR
-        self.timings = Timings()
         self._listeners: list[Callable[[Interaction, bool], None]] = []
 
     def add_listener(self, listener: Callable[[Interaction, bool], None]) -> None:
@@ -95,19 +110,19 @@ class StreamProcessor:
 
     def process(self, raw: bytes | None, partition: int = 0, offset: int = -1) -> None:
         """Handle one message from the topic; never raises for bad input."""
-        self.totals.received += 1
-        self._interval.received += 1
+        totals = self.totals
+        totals.received += 1
         self.offsets[partition] = offset + 1
         try:
-            event = parse_event(raw, self.config.max_message_bytes, self.config.encoding)
+            event = parse_event(raw, self._max_message_bytes, self._encoding)
         except InvalidEvent as exc:
             self._reject(str(exc), raw, partition, offset)
             return
-        self.totals.accepted += 1
-        self._interval.accepted += 1
-        positive = event.rating >= self.config.min_rating
+        totals.accepted += 1
+        positive = event.rating >= self._min_rating
         if positive:
-            self.observe_positive(event)
+            fraction = self._eval_fraction  # as observe_positive(), one call less
+            self.observe(event, fraction >= 1.0 or self._rng.random() < fraction)
         for listener in self._listeners:
             listener(event, positive)
 
@@ -115,7 +130,7 @@ class StreamProcessor:
         """observe() a positive event, evaluating an ``eval_fraction`` share of them at random."""
         # No draw when every event is evaluated: the tie-break stream then
         # matches the evaluator's, which calls observe() directly.
-        fraction = self.config.eval_fraction
+        fraction = self._eval_fraction
         self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
 
     @property
@@ -126,24 +141,56 @@ class StreamProcessor:
     def observe(self, event: Interaction, evaluate: bool = True) -> None:
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
         self.totals.positive += 1
-        self._interval.positive += 1
         rec = self.recommender
         user = rec.register_user(event.user)
         item = rec.register_item(event.item)
-        if item == self.popularity.n:
-            self.popularity.register()
-        if evaluate:
-            self._evaluate(user, item)
-        started = time.perf_counter()
-        rec.learn(user, item)
-        elapsed = time.perf_counter() - started
-        self._update_s += elapsed
-        self._updates += 1
-        self.timings.update_s += elapsed
-        self.timings.updates += 1
-        self.popularity.add(item)
+        popularity = self.popularity
+        if item == popularity.n:
+            popularity.register()
+        self._until_timed -= 1
+        fused = rec.rank_and_learn
+        if fused is None or not self._until_timed:
+            # Models without the one-call step, and every TIMED_EVERY-th event
+            # of those with it, rank and learn in two steps, timed.
+            self._until_timed = TIMED_EVERY
+            self._observe_timed(user, item, evaluate)
+        elif evaluate:
+            known = self.history.items(user)
+            known_array = np.fromiter(known, dtype=np.int64, count=len(known))
+            greater, ties, candidates, known_greater, known_ties = fused(
+                user, item, known, known_array, popularity.counts
+            )
+            popular_greater, popular_ties = popularity.greater_and_ties(item)
+            self._count_ranks(
+                greater,
+                ties,
+                candidates,
+                popular_greater - known_greater,
+                popular_ties - known_ties,
+            )
+        else:
+            fused(user, item, self.history.items(user))
+        popularity.add(item)
         self.history.add(user, item, event.timestamp, self.totals.positive)
         self._touched.add(user)
+
+    def _observe_timed(self, user: int, item: int, evaluate: bool) -> None:
+        timings = self.timings
+        if evaluate:
+            started = time.perf_counter()
+            known = self.history.items(user)
+            known_array = np.fromiter(known, dtype=np.int64, count=len(known))
+            greater, ties, candidates = self.recommender.rank_counts(user, item, known_array)
+            # The baseline's rank needs no pass over the catalogue (engine.popularity).
+            popular_greater, popular_ties = self.popularity.rank_counts(item, known_array)
+            elapsed = time.perf_counter() - started
+            timings.evaluate_s += elapsed
+            timings.evaluations += 1
+            self._count_ranks(greater, ties, candidates, popular_greater, popular_ties)
+        started = time.perf_counter()
+        self.recommender.learn(user, item)
+        timings.update_s += time.perf_counter() - started
+        timings.updates += 1
 
     def learn_again(self, event: Interaction) -> None:
         """Learn an already observed positive event once more (an extra training epoch).
@@ -153,32 +200,22 @@ class StreamProcessor:
         rec = self.recommender
         rec.learn_again(rec.register_user(event.user), rec.register_item(event.item))
 
-    def _evaluate(self, user: int, item: int) -> None:
-        started = time.perf_counter()
-        known = self.history.items(user)
-        known_array = np.fromiter(known, dtype=np.int64, count=len(known))
-        rng = self._rng
-        greater, ties, n_candidates = self.recommender.rank_counts(user, item, known_array)
-        rank = break_ties(greater, ties, rng)
-        # The baseline's rank needs no pass over the catalogue (engine.popularity).
-        popular_rank = break_ties(*self.popularity.rank_counts(item, known_array), rng)
-        elapsed = time.perf_counter() - started
-        self._evaluate_s += elapsed
-        self.timings.evaluate_s += elapsed
-        self.timings.evaluations += 1
-        self.totals.evaluated += 1
-        self._interval.evaluated += 1
-        self.percentile_sum += percentile_rank(rank, n_candidates)
-        if rank < self.config.top_n:
-            self.totals.model_hits += 1
-            self._interval.model_hits += 1
-        if popular_rank < self.config.top_n:
-            self.totals.popular_hits += 1
-            self._interval.popular_hits += 1
+    def _count_ranks(
+        self, greater: int, ties: int, candidates: int, popular_greater: int, popular_ties: int
+    ) -> None:
+        """Break the ties of the model's and the baseline's counts and score both ranks."""
+        rank = break_ties(greater, ties, self._rng)
+        popular_rank = break_ties(popular_greater, popular_ties, self._rng)
+        totals = self.totals
+        totals.evaluated += 1
+        self.percentile_sum += percentile_rank(rank, candidates)
+        if rank < self._top_n:
+            totals.model_hits += 1
+        if popular_rank < self._top_n:
+            totals.popular_hits += 1
 
     def _reject(self, reason: str, raw: bytes | None, partition: int, offset: int) -> None:
         self.totals.rejected += 1
-        self._interval.rejected += 1
         log.debug("rejected message at %s:%s: %s", partition, offset, reason)
         if len(self._rejected) < MAX_REJECTED_PER_INTERVAL:
             self._rejected.append(
@@ -215,13 +252,7 @@ class StreamProcessor:
             item_factors, item_bias = rec.item_rows(items)
             item_counts = self.popularity.view[items]
         panel = self._panel_top_lists()
-        interval = self._interval
-        interval.interval_s = max(now - self._interval_started, 1e-9)
-        interval.update_us = 1e6 * self._update_s / self._updates if self._updates else None
-        interval.evaluate_us = (
-            1e6 * self._evaluate_s / interval.evaluated if interval.evaluated else None
-        )
-        interval.lag = lag
+        interval = self._interval_metrics(now, lag)
         drift_rows = rec.drift_rows()
         if self._previous_items is not None and drift_rows.shape[1]:
             interval.factor_change = factor_change(self._previous_items, drift_rows)
@@ -324,10 +355,30 @@ class StreamProcessor:
             panel[user] = frozenset(best.tolist())
         return panel
 
+    def _interval_metrics(self, now: float, lag: int | None) -> IntervalMetrics:
+        """The counts and mean times since the interval began (the totals' differences)."""
+        start, totals = self._totals_at_interval, self.totals
+        t, t0 = self.timings, self._timings_at_interval
+        updates, evaluations = t.updates - t0.updates, t.evaluations - t0.evaluations
+        return IntervalMetrics(
+            interval_s=max(now - self._interval_started, 1e-9),
+            received=totals.received - start.received,
+            accepted=totals.accepted - start.accepted,
+            positive=totals.positive - start.positive,
+            rejected=totals.rejected - start.rejected,
+            evaluated=totals.evaluated - start.evaluated,
+            model_hits=totals.model_hits - start.model_hits,
+            popular_hits=totals.popular_hits - start.popular_hits,
+            update_us=1e6 * (t.update_s - t0.update_s) / updates if updates else None,
+            evaluate_us=(
+                1e6 * (t.evaluate_s - t0.evaluate_s) / evaluations if evaluations else None
+            ),
+            lag=lag,
+        )
+
     def _reset_interval(self, now: float) -> None:
-        self._interval = IntervalMetrics()
+        # Counters count once, in the totals; an interval's counts are differences.
+        self._totals_at_interval = Totals(**vars(self.totals))
+        self._timings_at_interval = Timings(**vars(self.timings))
         self._interval_started = now
-        self._update_s = 0.0
-        self._updates = 0
-        self._evaluate_s = 0.0
         self._rejected: list[RejectedEvent] = []

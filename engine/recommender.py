@@ -725,6 +725,9 @@ class Recommender:
         self._flurs.initialize()
         # Models that learn from indices skip FluRS's per-event Event objects.
         self._learn_one = getattr(self._flurs, "learn_one", None)
+        # The hybrid ranks and learns an event in one compiled call
+        # (HybridRecommender.observe); None for the other models.
+        self.rank_and_learn = getattr(self._flurs, "observe", None)
         self._touched_items: set[int] = set()
         self.score_rule = self._flurs.score_rule
         self.k = self.params.get("k", 0)

@@ -138,9 +138,46 @@ def _outcome(raw: bytes, **options):
         return str(exc)
 
 
-@given(st.one_of(_json_texts(), st.binary(max_size=120)))
-def test_the_fast_json_path_answers_exactly_like_the_strict_parser(raw):
-    with mock.patch.object(events, "_fast_json_object", lambda raw: None):
+_edge_ids = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.text(alphabet=st.sampled_from("ab7 \t\x00\x1fé"), max_size=6),
+    st.text(alphabet="x", min_size=254, max_size=258),
+    st.booleans(),
+    st.none(),
+    st.floats(),
+)
+_edge_numbers = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(),
+    st.sampled_from([1e6, -1e6, 1000000.5, 4_102_444_800, 4_102_444_800.5, -0.0]),
+    st.text(max_size=3),
+    st.booleans(),
+    st.none(),
+)
+
+
+@st.composite
+def _four_field_texts(draw) -> bytes:
+    """The common shape (user, item, rating, timestamp) with values at and past its edges."""
+    fields = {
+        "user": draw(_edge_ids),
+        "item": draw(_edge_ids),
+        "rating": draw(_edge_numbers),
+        "timestamp": draw(_edge_numbers),
+    }
+    if draw(st.integers(0, 4)) == 0:
+        del fields[draw(st.sampled_from(sorted(fields)))]
+    if draw(st.integers(0, 4)) == 0:
+        fields["extra"] = draw(_edge_ids)
+    return json.dumps(fields, ensure_ascii=draw(st.booleans())).encode()
+
+
+@given(st.one_of(_json_texts(), _four_field_texts(), st.binary(max_size=120)))
+def test_the_fast_json_paths_answer_exactly_like_the_strict_parser(raw):
+    with (
+        mock.patch.object(events, "_plain_event", lambda raw: None),
+        mock.patch.object(events, "_fast_json_object", lambda raw: None),
+    ):
         strict = _outcome(raw)
     assert _outcome(raw) == strict
 

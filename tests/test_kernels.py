@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine import processor as processor_module
 from engine.evaluation import Draws, rank_of
 from engine.kernels import count_rank
 from engine.popularity import PopularityCounts
 from engine.processor import ProcessorConfig, StreamProcessor
+from engine.recommender import Recommender
 from storage.ranking import score_items
 from tests.test_quality_evaluator import synthetic_messages
 
@@ -76,3 +78,50 @@ def test_draws_are_numpys_draws_and_state(seed):
     restored.state = draws.state
     numpy_rng.bit_generator.state = draws.state
     assert [restored.integers(10) for _ in range(9)] == numpy_rng.integers(10, size=9).tolist()
+
+
+@pytest.mark.parametrize("eval_fraction", [1.0, 0.3])
+def test_one_compiled_call_per_event_learns_and_ranks_like_the_timed_two_steps(
+    monkeypatch, eval_fraction
+):
+    def run() -> StreamProcessor:
+        processor = StreamProcessor(
+            ProcessorConfig(
+                min_rating=4.0, panel_size=0, eval_fraction=eval_fraction, history_limit=30
+            )
+        )
+        for offset, raw in enumerate(synthetic_messages(4000)):
+            processor.process(raw, 0, offset)
+        return processor
+
+    fused = run()
+    monkeypatch.setattr(processor_module, "TIMED_EVERY", 1)  # every event in two timed steps
+    stepwise = run()
+    assert fused.timings.updates < stepwise.timings.updates == stepwise.totals.positive
+    assert fused.totals == stepwise.totals
+    assert fused.totals.evaluated > 0
+    assert fused.percentile_sum == stepwise.percentile_sum
+    assert fused._rng.state == stepwise._rng.state
+    a, b = fused.recommender, stepwise.recommender
+    np.testing.assert_array_equal(a.export_items()[0], b.export_items()[0])
+    users = np.arange(a.n_users)
+    np.testing.assert_array_equal(a.user_factors(users), b.user_factors(users))
+    np.testing.assert_array_equal(a.drain_touched_items(), b.drain_touched_items())
+
+
+def test_counts_beyond_the_table_of_logarithms_rank_exactly():
+    processor = _trained()
+    rec = processor.recommender
+    rows, bias = rec.export_items()
+    counts = rows[:, -rec.params["neighbours"] :]
+    counts[counts > 0] += 70_000.5  # neither whole nor within the table
+    restored = Recommender("hybrid", known_items=processor.history.items)
+    users = np.arange(rec.n_users)
+    restored.load(rec.user_ids, rec.item_ids, rec.user_factors(users), rows, bias)
+    rng = np.random.default_rng(2)
+    for user in range(0, rec.n_users, 7):
+        known = np.fromiter(processor.history.items(user), dtype=np.int64)
+        scores = restored.scores(user)
+        for item in rng.integers(0, rec.n_items, 3).tolist():
+            assert restored.rank_counts(user, item, known) == _reference(scores, item, known)
+    assert not np.array_equal(scores, rec.scores(user))  # the large counts did count

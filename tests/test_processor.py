@@ -81,3 +81,21 @@ def test_history_is_bounded_per_user_and_evictions_are_reported():
     added, removed = proc.history.drain_changes()
     assert {item for _, item, _, _ in added} == {2, 3, 4}
     assert removed == [] or all(user == 0 for user, _ in removed)
+
+
+def test_each_interval_counts_its_own_messages_and_they_add_up_to_the_totals():
+    proc = processor()
+    feed(proc, [(f"u{i % 4}", f"i{i % 6}") for i in range(30)])
+    proc.process(b"nope", 0, 30)
+    first = proc.checkpoint()
+    feed(proc, [(f"u{i % 3}", f"i{i % 5}") for i in range(20)], start_offset=31)
+    proc.process(b"{}", 0, 51)
+    proc.process(b"[]", 0, 52)
+    second = proc.checkpoint()
+    assert (second.interval.received, second.interval.rejected) == (22, 2)
+    for field in ("received", "accepted", "positive", "rejected", "evaluated"):
+        assert getattr(first.interval, field) == getattr(first.totals, field)
+    for field in ("received", "accepted", "positive", "rejected", "evaluated", "model_hits"):
+        both = getattr(first.interval, field) + getattr(second.interval, field)
+        assert both == getattr(second.totals, field)
+    assert second.interval.popular_hits == (second.totals.popular_hits - first.totals.popular_hits)

@@ -1,6 +1,8 @@
 """One timed consumer run, in a process of its own: `python -m engine.bench.consume MODE`.
 
-MODE is noop (Faust's own ceiling), engine, or original (the write-up's engine).
+MODE is noop (Faust's own ceiling), engine, original (the write-up's engine
+on the engine's consumer), or original_stock (the write-up's engine as it
+was written: Faust's own consumer on asyncio's event loop).
 
 Reads its settings from the environment like the engine (RECO_*), plus
 RECO_BENCH_EVENTS (stop after this many messages) and RECO_BENCH_RESULT (where
@@ -79,20 +81,29 @@ def run_engine(stopwatch: Stopwatch) -> None:
     _start(app, settings)
 
 
-def run_original(stopwatch: Stopwatch) -> None:
+def run_original(stopwatch: Stopwatch, stock: bool = False) -> None:
     """The original FluRS + Faust write-up's engine, as a reference.
 
     Faust decodes each value as JSON; FluRS's MFRecommender, pre-registered
     with MovieLens 100k's 943 users and 1682 items, learns each positive
-    event; nothing is evaluated, counted or checkpointed.
+    event; nothing is evaluated, counted or checkpointed. ``stock``: on
+    Faust's own consumer and asyncio's loop, as the write-up ran it;
+    otherwise on the engine's (BatchingApp, uvloop).
     """
+    import dataclasses
+
+    import faust
+
     from engine.app import app_options
     from engine.consumer import BatchingApp
     from engine.recommender import OriginalMF
     from engine.settings import load_settings
 
     settings = load_settings()
-    app = BatchingApp(settings.group, **app_options(settings))
+    if stock:
+        settings = dataclasses.replace(settings, event_loop="aio")
+    app_class = faust.App if stock else BatchingApp
+    app = app_class(settings.group, **app_options(settings))
     topic = app.topic(settings.topic, value_serializer="json", key_serializer="raw")
     model = OriginalMF()
 
@@ -114,4 +125,10 @@ def _start(app, settings) -> None:
 
 if __name__ == "__main__":
     watch = Stopwatch(int(os.environ["RECO_BENCH_EVENTS"]), os.environ["RECO_BENCH_RESULT"])
-    {"noop": run_noop, "engine": run_engine, "original": run_original}[sys.argv[1]](watch)
+    modes = {
+        "noop": run_noop,
+        "engine": run_engine,
+        "original": run_original,
+        "original_stock": lambda watch: run_original(watch, stock=True),
+    }
+    modes[sys.argv[1]](watch)
