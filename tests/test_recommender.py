@@ -91,3 +91,14 @@ def test_checkpoint_restore_gives_identical_rankings(model):
         )
     assert restored.offsets == original.offsets
     assert restored.totals == original.totals
+
+
+def test_hybrid_rows_of_a_few_users_equal_their_rows_in_a_full_export():
+    # A checkpoint exports only the touched users, by a cheaper path than all of them.
+    proc = processor(model="hybrid")
+    feed(proc, [(f"u{i % 40}", f"i{(i * 7) % 31}") for i in range(600)])
+    rec = proc.recommender
+    everyone = rec.user_factors(np.arange(rec.n_users))
+    few = np.array([3, 17, 0, 39], dtype=np.int64)
+    assert 4 * len(few) < rec.n_users  # the subset path, not the whole-list one
+    np.testing.assert_array_equal(rec.user_factors(few), everyone[few])
