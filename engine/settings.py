@@ -59,7 +59,7 @@ class Settings:
     click_window: float = 1800.0  # event-time seconds in which a positive event is a click
     ab_baseline_fraction: float = 0.2  # share of users the API serves popularity instead
     api_url: str = ""  # where clients (the closed-loop producer) find the API; "" = local
-    api_max_share: float = 0.25  # most of the worker's time the API may take under load
+    api_max_share: float = 0.5  # most of the worker's time the API may take under load
 
     @property
     def api(self) -> str:
