@@ -340,10 +340,61 @@ def _add_neighbour(item, neighbour, ids, counts, filled):  # pragma: no cover - 
     return counts[item, slot]
 
 
+@njit(**_COMPILE)
+def _best_n(scores, n, best, best_scores):  # pragma: no cover - compiled
+    """Fill ``best`` with the indices of the ``n`` best finite-or-+inf scores; returns how many.
+
+    One pass keeping a sorted buffer of n: an item enters only if it beats
+    the buffer's last, so most of a large catalogue costs one comparison.
+    Ties go to the lower index, as storage.ranking.top_n (an equal score
+    later in the array never displaces an earlier one). -inf is unavailable.
+    """
+    size = 0
+    for i in range(scores.shape[0]):
+        value = scores[i]
+        if value == -np.inf or value != value:  # excluded, or NaN
+            continue
+        if size == n:
+            if value <= best_scores[n - 1]:
+                continue
+            slot = n - 1
+        else:
+            slot = size
+            size += 1
+        while slot > 0 and best_scores[slot - 1] < value:
+            best_scores[slot] = best_scores[slot - 1]
+            best[slot] = best[slot - 1]
+            slot -= 1
+        best_scores[slot] = value
+        best[slot] = i
+    return size
+
+
+def top_n(
+    scores: np.ndarray, n: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """storage.ranking.top_n's answer (same items, order and scores) in one compiled pass.
+
+    It runs on every live API request and for the drift panel's 50 lists at
+    every checkpoint. Measured here: 3.5 us against 13 us for 1,447 items,
+    0.12-0.22 ms against 0.29-0.36 ms for 98,000.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if exclude is not None and len(exclude):
+        scores = scores.copy()
+        scores[exclude] = -np.inf
+    n = max(0, min(n, len(scores)))
+    best = np.empty(n, dtype=np.int64)
+    best_scores = np.empty(n, dtype=np.float64)
+    size = _best_n(scores, n, best, best_scores) if n else 0
+    return best[:size], best_scores[:size]
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now rather than on the first event."""
     scores = np.zeros(2)
     known = np.zeros(1, dtype=np.int64)
+    top_n(scores, 1)
     count_rank(scores, 0, known)
     known_above(np.zeros(2, dtype=np.float32), 0, known)
     base = np.zeros((2, 2))

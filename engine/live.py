@@ -2,7 +2,7 @@
 
 The API serves these; they are never read from a checkpoint. Ranking one
 user is O(n_items): every item is scored, seen items are excluded, and only
-the winners are sorted (storage.ranking.top_n).
+the winners are sorted (engine.kernels.top_n, storage.ranking.top_n compiled).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.kernels import top_n
 from engine.online import BASELINE, ClickLog, variant_of
 from engine.processor import StreamProcessor
-from storage.ranking import top_n
 from storage.records import RecommendedItem
 
 POPULAR = "popular"  # what ``model`` says when the list came from item popularity

@@ -18,9 +18,9 @@ from engine.evaluation import TOP_N, Draws, break_ties, percentile_rank
 from engine.events import Interaction, InvalidEvent, parse_event, preview
 from engine.features import FeatureTable
 from engine.history import UserHistory
+from engine.kernels import top_n
 from engine.popularity import PopularityCounts
 from engine.recommender import DEFAULT_MODEL, Recommender
-from storage.ranking import top_n
 from storage.records import (
     Checkpoint,
     CheckpointWrite,

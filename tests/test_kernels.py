@@ -7,10 +7,11 @@ import pytest
 
 from engine import processor as processor_module
 from engine.evaluation import Draws, rank_of
-from engine.kernels import count_rank
+from engine.kernels import count_rank, top_n
 from engine.popularity import PopularityCounts
 from engine.processor import ProcessorConfig, StreamProcessor
 from engine.recommender import Recommender
+from storage import ranking
 from storage.ranking import score_items
 from tests.test_quality_evaluator import synthetic_messages
 
@@ -125,3 +126,26 @@ def test_counts_beyond_the_table_of_logarithms_rank_exactly():
         for item in rng.integers(0, rec.n_items, 3).tolist():
             assert restored.rank_counts(user, item, known) == _reference(scores, item, known)
     assert not np.array_equal(scores, rec.scores(user))  # the large counts did count
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_top_n_gives_the_store_top_n_answer(seed):
+    # Few distinct values make many ties; the order must still be the store's.
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 6, size=3000).astype(np.float64)
+    scores[rng.choice(3000, 40, replace=False)] = np.inf
+    exclude = rng.choice(3000, 500, replace=False)
+    for n in (1, 10, 45, 3000):
+        for excluded in (None, exclude):
+            got = top_n(scores, n, exclude=excluded)
+            want = ranking.top_n(scores, n, exclude=excluded)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_compiled_top_n_with_fewer_candidates_than_asked():
+    scores = np.array([0.5, -np.inf, 2.0, 0.5])
+    best, values = top_n(scores, 10, exclude=np.array([2]))
+    assert best.tolist() == [0, 3]
+    assert values.tolist() == [0.5, 0.5]
+    assert top_n(scores, 0)[0].size == 0
