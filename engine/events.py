@@ -55,10 +55,12 @@ def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") 
     if encoding == "msgpack":
         data = _msgpack_object(raw)
     else:
-        event = _plain_event(raw)
-        if event is not None:
-            return event
-        data = _fast_json_object(raw)
+        data = _orjson_dict(raw)
+        if data is not None:
+            event = _plain_event(raw, data)
+            if event is not None:
+                return event
+            data = _checked_orjson_dict(raw, data)
         if data is None:
             data = _json_object(raw)
     if not isinstance(data, dict):
@@ -72,7 +74,22 @@ def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") 
     )
 
 
-def _plain_event(raw: bytes) -> Interaction | None:
+def _orjson_dict(raw: bytes) -> dict | None:
+    """The message read by orjson (about 5x faster) if it is an object with no escapes, else None.
+
+    Both fast paths below start from it; None leaves the message to the
+    strict parser, which says why it is invalid, if it is.
+    """
+    if type(raw) is not bytes or b"\\" in raw:
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return data if type(data) is dict else None
+
+
+def _plain_event(raw: bytes, data: dict) -> Interaction | None:
     """The event of a message in the common shape, or None to let the field checks decide.
 
     The common shape is what nearly every producer sends: the four fields
@@ -82,13 +99,7 @@ def _plain_event(raw: bytes) -> Interaction | None:
     of the time the general checks take. Duplicate keys would show as more
     quotes than the four keys and the string values account for.
     """
-    if type(raw) is not bytes or b"\\" in raw:
-        return None
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if type(data) is not dict or len(data) != 4:
+    if len(data) != 4:
         return None
     try:
         user, item = data["user"], data["item"]
@@ -138,23 +149,15 @@ def _plain_event(raw: bytes) -> Interaction | None:
     return Interaction(user, item, rating, timestamp)
 
 
-def _fast_json_object(raw: bytes) -> dict | None:
-    """The message's object through orjson (about 5x faster), or None to let _json_object decide.
+def _checked_orjson_dict(raw: bytes, data: dict) -> dict | None:
+    """orjson's object of the message if the strict parser would read the same, else None.
 
     orjson keeps the last of duplicate keys silently and reads integers
     beyond 64 bits as floats, so its answer is taken only for a flat object
     of plain values whose quotes all delimit its own keys and strings (no
     escapes): then a duplicate key would show as extra quotes. Anything else
-    -- invalid input included -- goes to the strict parser, which says why.
+    goes to the strict parser, which says why.
     """
-    if type(raw) is not bytes or b"\\" in raw:
-        return None
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if type(data) is not dict:
-        return None
     strings = 0
     for value in data.values():
         kind = type(value)
