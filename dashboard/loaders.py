@@ -203,34 +203,39 @@ def _latest_checkpoint(path: str) -> Checkpoint:
 @st.cache_data(ttl=DATA_TTL_S, max_entries=64, show_spinner=False)
 def _metrics(path: str, checkpoint_id: int, since: float, max_points: int) -> pd.DataFrame:
     points = StoreReader(path).metrics(since=since, max_points=max_points)
-    frame = pd.DataFrame(
-        [asdict(point) for point in points], columns=[f.name for f in fields(MetricsPoint)]
-    )
-    frame["start"] = frame["time"] - frame["interval_s"]
-    seconds = frame["interval_s"].where(frame["interval_s"] > 0)
+    frame = _interval_frame(points, MetricsPoint)
     for name in ("received", "positive", "rejected"):
-        frame[f"{name}_per_s"] = (frame[name] / seconds).fillna(0.0)
+        frame[f"{name}_per_s"] = _per_second(frame, name)
     return frame
 
 
 @st.cache_data(ttl=DATA_TTL_S, max_entries=64, show_spinner=False)
 def _online_metrics(path: str, checkpoint_id: int, since: float, max_points: int) -> pd.DataFrame:
     points = StoreReader(path).online_metrics(since=since, max_points=max_points)
-    frame = pd.DataFrame(
-        [asdict(point) for point in points], columns=[f.name for f in fields(OnlinePoint)]
-    )
-    frame["start"] = frame["time"] - frame["interval_s"]
+    frame = _interval_frame(points, OnlinePoint)
     shown = frame["impressions"].where(frame["impressions"] > 0)
     frame["ctr"] = frame["clicks"] / shown
-    frame["impressions_per_s"] = (
-        frame["impressions"] / frame["interval_s"].where(frame["interval_s"] > 0)
-    ).fillna(0.0)
+    frame["impressions_per_s"] = _per_second(frame, "impressions")
     by_variant = frame.groupby("variant")
     cumulative_shown = by_variant["impressions"].cumsum()
     frame["cumulative_ctr"] = by_variant["clicks"].cumsum() / cumulative_shown.where(
         cumulative_shown > 0
     )
     return frame
+
+
+def _interval_frame(points: list, kind: type) -> pd.DataFrame:
+    """One row per checkpoint interval (the dataclass ``kind``'s fields), with its start time."""
+    frame = pd.DataFrame(
+        [asdict(point) for point in points], columns=[f.name for f in fields(kind)]
+    )
+    frame["start"] = frame["time"] - frame["interval_s"]
+    return frame
+
+
+def _per_second(frame: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` per second of its interval; 0 for an interval of no length."""
+    return (frame[column] / frame["interval_s"].where(frame["interval_s"] > 0)).fillna(0.0)
 
 
 @st.cache_data(ttl=DATA_TTL_S, max_entries=64, show_spinner=False)
