@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import loaders
@@ -116,6 +117,21 @@ def tiles(row: Sequence[Tile]) -> None:
             help=tile.help,
             **extra,
         )
+
+
+def window_frame(
+    config: Settings, loader: Callable[..., pd.DataFrame], window_s: float | None
+) -> tuple[loaders.Checkpoint, pd.DataFrame] | None:
+    """The latest checkpoint and ``loader``'s frame over the window ending at it.
+
+    None, with one line on the page saying why, when the store cannot be read.
+    """
+    try:
+        checkpoint = loaders.latest_checkpoint(config.db)
+        return checkpoint, loader(config.db, checkpoint.id, since=since(checkpoint, window_s))
+    except loaders.Unavailable as exc:
+        unavailable(exc)
+        return None
 
 
 def since(checkpoint: loaders.Checkpoint, window_s: float | None) -> float:

@@ -146,14 +146,10 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
 
 @st.fragment(run_every=config.refresh_s)
 def throughput() -> None:
-    try:
-        checkpoint = loaders.latest_checkpoint(config.db)
-        frame = loaders.metrics(
-            config.db, checkpoint.id, since=components.since(checkpoint, window_s)
-        )
-    except loaders.Unavailable as exc:
-        components.unavailable(exc)
+    loaded = components.window_frame(config, loaders.metrics, window_s)
+    if loaded is None:
         return
+    _, frame = loaded
     st.altair_chart(charts.throughput_chart(frame), width="stretch")
     st.caption(
         f"Messages per second read from the topic {components.window_label(window_s)}, "

@@ -80,14 +80,10 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
 
 @st.fragment(run_every=config.refresh_s)
 def history() -> None:
-    try:
-        checkpoint = loaders.latest_checkpoint(config.db)
-        frame = loaders.metrics(
-            config.db, checkpoint.id, since=components.since(checkpoint, window_s)
-        )
-    except loaders.Unavailable as exc:
-        components.unavailable(exc)
+    loaded = components.window_frame(config, loaders.metrics, window_s)
+    if loaded is None:
         return
+    checkpoint, frame = loaded
     st.altair_chart(
         charts.recall_chart(frame, cumulative=cumulative, model=checkpoint.model), width="stretch"
     )

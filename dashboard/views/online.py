@@ -53,14 +53,10 @@ with st.container(horizontal=True, vertical_alignment="bottom"):
 
 @st.fragment(run_every=config.refresh_s)
 def online() -> None:
-    try:
-        checkpoint = loaders.latest_checkpoint(config.db)
-        frame = loaders.online_metrics(
-            config.db, checkpoint.id, since=components.since(checkpoint, window_s)
-        )
-    except loaders.Unavailable as exc:
-        components.unavailable(exc)
+    loaded = components.window_frame(config, loaders.online_metrics, window_s)
+    if loaded is None:
         return
+    checkpoint, frame = loaded
     summed = totals(frame)
     if not sum(shown for shown, _ in summed.values()):
         st.info(NO_IMPRESSIONS, icon=":material/visibility_off:")
