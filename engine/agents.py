@@ -8,14 +8,25 @@ from engine.app import app, events_topic, settings
 
 log = logging.getLogger(__name__)
 
+# Messages processed in one run at most: a run holds the event loop, and the
+# API with it, for about 40 us a message.
+RUN_MAX = 64
+
 
 @app.agent(events_topic)
 async def consume_events(stream):
-    """Decode, evaluate and learn each message; bad ones are counted and kept, never raised."""
+    """Decode, evaluate and learn each message; bad ones are counted and kept, never raised.
+
+    Messages are processed in runs (EngineRuntime.hold): a run ends when
+    nothing more is waiting in the stream's buffer, so a message never waits
+    for one that has not arrived, or when it reaches RUN_MAX.
+    """
     runtime = app.runtime
+    waiting = stream.channel.queue.qsize
     async for event in stream.events():
         message = event.message
-        runtime.process(message.value, message.partition, message.offset)
+        if runtime.hold(message.value, message.partition, message.offset) >= RUN_MAX or not waiting():
+            runtime.process_held()
 
 
 @app.timer(interval=settings.checkpoint_interval)

@@ -36,3 +36,22 @@ def test_agent_learns_counts_and_rejects(tmp_path, monkeypatch):
     reader = StoreReader(tmp_path / "reco.db")
     assert reader.latest_checkpoint().totals.received == 4
     assert reader.rejected_events()[0].reason == "not UTF-8"
+
+
+def test_held_messages_wait_for_their_run_and_a_checkpoint_processes_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECO_DB", str(tmp_path / "reco.db"))
+    runtime = EngineRuntime(load_settings())
+    assert runtime.hold(message("ann", "m1"), 0, 0) == 1
+    assert runtime.hold(message("ann", "m2"), 0, 1) == 2
+    processor = runtime.processor
+    assert processor.totals.received == 0 and processor.offsets == {}
+
+    runtime.process_held()
+    assert processor.totals.received == 2 and processor.offsets == {0: 2}
+    assert runtime.hold(message("bob", "m1"), 0, 2) == 1  # a new run
+
+    asyncio.run(runtime.checkpoint())  # processes what is held before it snapshots
+    runtime.checkpointer.close()
+    latest = StoreReader(tmp_path / "reco.db").latest_checkpoint()
+    assert latest.totals.received == 3
+    assert latest.offsets == {0: 3}
