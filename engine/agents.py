@@ -25,7 +25,10 @@ async def consume_events(stream):
     waiting = stream.channel.queue.qsize
     async for event in stream.events():
         message = event.message
-        if runtime.hold(message.value, message.partition, message.offset) >= RUN_MAX or not waiting():
+        if (
+            runtime.hold(message.value, message.partition, message.offset) >= RUN_MAX
+            or not waiting()
+        ):
             runtime.process_held()
 
 
