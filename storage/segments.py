@@ -57,32 +57,67 @@ def write(
 
     Each touched chunk gets a delta, or a new base when the update holds every
     row of the chunk or the chunk is due for a merge (within the budget).
+    The rows are packed in one pass and written in one statement: 10k rows
+    scattered over 250 chunks of a million cost 0.3 ms a chunk packed and
+    inserted one chunk at a time.
     """
     if not len(update.indices):
         return
+    packed = _PackedRun(update, rule)
     chunks = update.indices // CHUNK
     cuts = [0, *(np.flatnonzero(np.diff(chunks)) + 1).tolist(), len(chunks)]
     pending = pending_chunks(conn, table)
+    replaced: list[int] = []  # chunks whose segments go, in favour of a new base
+    segments: list[tuple[int, bool, Packed]] = []
     due: list[tuple[float, int, slice]] = []
     for start, end in zip(cuts, cuts[1:], strict=False):
         chunk, part = int(chunks[start]), slice(start, end)
         if end - start == min(n, (chunk + 1) * CHUNK) - chunk * CHUNK:
-            _replace_chunk(conn, table, rule, checkpoint_id, chunk, _part(update, part))
+            replaced.append(chunk)
+            segments.append((chunk, True, packed[part]))
             continue
         urgency = pressure(pending.get(chunk), end - start)
         if urgency >= 1.0:
             due.append((urgency, chunk, part))
         else:
-            _insert(conn, table, rule, checkpoint_id, chunk, False, _part(update, part))
+            segments.append((chunk, False, packed[part]))
     budget = MERGE_BUDGET * len(update.indices)
     for _, chunk, part in sorted(due, key=lambda d: -d[0]):
         if budget > 0:
-            merged = merge_packed([*_read_packed(conn, table, chunk), _packed(update, part, rule)])
+            merged = merge_packed([*_read_packed(conn, table, chunk), packed[part]])
             budget -= len(merged.indices)
-            conn.execute(f"DELETE FROM {table} WHERE chunk = ?", [chunk])  # noqa: S608
-            _insert_packed(conn, table, checkpoint_id, chunk, True, merged)
+            replaced.append(chunk)
+            segments.append((chunk, True, merged))
         else:
-            _insert(conn, table, rule, checkpoint_id, chunk, False, _part(update, part))
+            segments.append((chunk, False, packed[part]))
+    conn.executemany(
+        f"DELETE FROM {table} WHERE chunk = ?",  # noqa: S608
+        [[chunk] for chunk in replaced],
+    )
+    conn.executemany(
+        f"INSERT INTO {table} (chunk, checkpoint_id, base, n, indices, ends, data, scalars) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [_segment_values(checkpoint_id, chunk, base, rows) for chunk, base, rows in segments],
+    )
+
+
+class _PackedRun:
+    """All rows of an update packed at once; ``run[part]`` is one chunk's segment of them."""
+
+    def __init__(self, update: Rows, rule: str):
+        self.update = update
+        self.data, self.ends = pack(update.rows, rule)
+
+    def __getitem__(self, part: slice) -> Packed:
+        update, ends = self.update, self.ends
+        begin = int(ends[part.start - 1]) if part.start else 0
+        stop = int(ends[part.stop - 1])
+        return Packed(
+            update.indices[part],
+            ends[part] - begin,
+            self.data[begin:stop],
+            None if update.scalars is None else update.scalars[part],
+        )
 
 
 @dataclass
@@ -240,49 +275,18 @@ def pressure(pending: tuple[int, int, int] | None, new: int) -> float:
     return max((rows + new) / (MERGE_SHARE * max(base, MIN_MERGE_ROWS)), (deltas + 1) / MAX_DELTAS)
 
 
-def _replace_chunk(
-    conn: sqlite3.Connection, table: str, rule: str, checkpoint_id: int, chunk: int, rows: Rows
-) -> None:
-    conn.execute(f"DELETE FROM {table} WHERE chunk = ?", [chunk])  # noqa: S608
-    _insert(conn, table, rule, checkpoint_id, chunk, True, rows)
-
-
-def _insert(
-    conn: sqlite3.Connection,
-    table: str,
-    rule: str,
-    checkpoint_id: int,
-    chunk: int,
-    base: bool,
-    rows: Rows,
-) -> None:
-    _insert_packed(conn, table, checkpoint_id, chunk, base, _packed(rows, slice(None), rule))
-
-
-def _insert_packed(
-    conn: sqlite3.Connection, table: str, checkpoint_id: int, chunk: int, base: bool, rows: Packed
-) -> None:
-    conn.execute(
-        f"INSERT INTO {table} (chunk, checkpoint_id, base, n, indices, ends, data, scalars) "  # noqa: S608
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            chunk,
-            checkpoint_id,
-            int(base),
-            len(rows.indices),
-            rows.indices.astype("<i4").tobytes(),
-            rows.ends.astype("<u4").tobytes(),
-            rows.data,
-            None if rows.scalars is None else np.ascontiguousarray(rows.scalars, "<f4").tobytes(),
-        ],
-    )
-
-
-def _packed(rows: Rows, part: slice, rule: str) -> Packed:
-    data, ends = pack(rows.rows[part], rule)
-    return Packed(
-        rows.indices[part], ends, data, None if rows.scalars is None else rows.scalars[part]
-    )
+def _segment_values(checkpoint_id: int, chunk: int, base: bool, rows: Packed) -> list:
+    """The values of one segment's row, in the column order write() inserts."""
+    return [
+        chunk,
+        checkpoint_id,
+        int(base),
+        len(rows.indices),
+        rows.indices.astype("<i4").tobytes(),
+        rows.ends.astype("<u4").tobytes(),
+        rows.data,
+        None if rows.scalars is None else np.ascontiguousarray(rows.scalars, "<f4").tobytes(),
+    ]
 
 
 def _read_packed(conn: sqlite3.Connection, table: str, chunk: int) -> list[Packed]:
@@ -308,12 +312,6 @@ def _decode(rule: str, indices: bytes, ends: bytes, data: bytes, scalars: bytes 
         index,
         unpack(data, np.frombuffer(ends, dtype="<u4").astype(np.int64), rule),
         None if scalars is None else np.frombuffer(scalars, dtype="<f4").reshape(len(index), 2),
-    )
-
-
-def _part(rows: Rows, part: slice) -> Rows:
-    return Rows(
-        rows.indices[part], rows.rows[part], None if rows.scalars is None else rows.scalars[part]
     )
 
 
