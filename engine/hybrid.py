@@ -400,10 +400,17 @@ class HybridRecommender:
     def item_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows and counts of ``items`` only: ((len(items), S + 2M), (len(items),)) float32."""
         items = np.asarray(items, dtype=np.int64)
-        # The store's rows hold 0 in unused slots, with a count of 0.
-        ids = np.maximum(self._neighbour_ids.view[items] - 1, 0).astype(np.float32)
-        stages = self._stage_counts.view[items]
-        rows = np.hstack([stages, ids, self._neighbour_counts.view[items]])
+        s, m = N_STAGES, self.neighbours
+        # Written in place into one array: at 100k items the temporaries and
+        # the hstack they fed took 0.9 s of a full checkpoint's capture.
+        rows = np.empty((len(items), s + 2 * m), dtype=np.float32)
+        np.take(self._stage_counts.view, items, axis=0, out=rows[:, :s])
+        ids = rows[:, s : s + m]
+        ids[...] = self._neighbour_ids.view[items]
+        # The store's rows hold 0 in unused slots (index + 1 is 0 there), with a count of 0.
+        np.subtract(ids, 1, out=ids)
+        np.maximum(ids, 0, out=ids)
+        np.take(self._neighbour_counts.view, items, axis=0, out=rows[:, s + m :])
         return rows, self._counts.view[items]
 
     def drain_touched(self) -> set[int]:
