@@ -2,12 +2,13 @@
 
 The worker's event loop runs both the agent (one event per loop turn; at
 most every 64th turn also processes the run held before it, see
-engine.agents) and the web server (every request that is ready, each
-turn). Under a flood of requests the agent would get almost no turn at all; here every handler
-first asks ``LoopShare.admit()``, which lets it run while the API has used
-less than ``share`` of the wall time lately, makes it wait in line
-otherwise, and turns it away (False) when the line is already longer than
-``max_wait_s`` of work: the caller answers 503, which costs next to nothing.
+engine.agents) and the web server (every request that is ready, each turn).
+Under a flood of requests the agent would get almost no turn at all; here
+every handler first asks ``LoopShare.admit()``, which lets it run while the
+API has used less than ``share`` of the wall time lately, makes it wait in
+line otherwise, and turns it away (False) when the line is already longer
+than ``max_wait_s`` of work: the caller answers 503, which costs next to
+nothing.
 
 Time is a token bucket in seconds: it fills at ``share`` seconds per wall
 second up to ``burst_s``; each request spends the CPU time it held the loop
