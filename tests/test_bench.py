@@ -17,6 +17,8 @@ MODEL_KEYS = {
     "rss_mb",
     "checkpoint_full_ms",
     "checkpoint_incremental_ms",
+    "checkpoint_full_capture_ms",
+    "checkpoint_incremental_capture_ms",
     "checkpoint_mb",
     "lookup_p50_ms",
     "lookup_p99_ms",
@@ -34,6 +36,8 @@ def test_model_bench_prints_a_json_line_per_milestone(capsys, model):
     assert result["users"] == 1200 and result["model"] == model
     assert result["incremental_users"] >= 1200  # every user changed once more
     assert all(result[key] is not None for key in MODEL_KEYS)
+    assert result["checkpoint_full_capture_ms"] <= result["checkpoint_full_ms"]
+    assert result["checkpoint_incremental_capture_ms"] <= result["checkpoint_incremental_ms"]
 
 
 def test_model_bench_refuses_bad_sizes(capsys):
