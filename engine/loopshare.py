@@ -1,7 +1,7 @@
 """Admission control for the API: its handlers get at most a share of the event loop.
 
 The worker's event loop runs both the agent (one event per loop turn; at
-most every 64th turn also processes the run held before it, see
+most every 32nd turn also processes the run held before it, see
 engine.agents) and the web server (every request that is ready, each turn).
 Under a flood of requests the agent would get almost no turn at all; here
 every handler first asks ``LoopShare.admit()``, which lets it run while the
