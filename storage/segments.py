@@ -57,67 +57,102 @@ def write(
 
     Each touched chunk gets a delta, or a new base when the update holds every
     row of the chunk or the chunk is due for a merge (within the budget).
-    The rows are packed in one pass and written in one statement: 10k rows
-    scattered over 250 chunks of a million cost 0.3 ms a chunk packed and
-    inserted one chunk at a time.
+    Rows are packed and inserted PACK_ROWS at a time, not a chunk at a time:
+    10k rows scattered over 250 chunks of a million cost 0.3 ms a chunk that
+    way. The bound keeps a full checkpoint's packed copies small.
     """
     if not len(update.indices):
         return
-    packed = _PackedRun(update, rule)
     chunks = update.indices // CHUNK
     cuts = [0, *(np.flatnonzero(np.diff(chunks)) + 1).tolist(), len(chunks)]
-    pending = pending_chunks(conn, table)
-    replaced: list[int] = []  # chunks whose segments go, in favour of a new base
-    segments: list[tuple[int, bool, Packed]] = []
-    due: list[tuple[float, int, slice]] = []
-    for start, end in zip(cuts, cuts[1:], strict=False):
-        chunk, part = int(chunks[start]), slice(start, end)
-        if end - start == min(n, (chunk + 1) * CHUNK) - chunk * CHUNK:
-            replaced.append(chunk)
-            segments.append((chunk, True, packed[part]))
-            continue
-        urgency = pressure(pending.get(chunk), end - start)
-        if urgency >= 1.0:
-            due.append((urgency, chunk, part))
-        else:
-            segments.append((chunk, False, packed[part]))
-    budget = MERGE_BUDGET * len(update.indices)
-    for _, chunk, part in sorted(due, key=lambda d: -d[0]):
-        if budget > 0:
-            merged = merge_packed([*_read_packed(conn, table, chunk), packed[part]])
-            budget -= len(merged.indices)
-            replaced.append(chunk)
-            segments.append((chunk, True, merged))
-        else:
-            segments.append((chunk, False, packed[part]))
+    parts = [
+        (int(chunks[start]), slice(start, end)) for start, end in zip(cuts, cuts[1:], strict=False)
+    ]
+    whole = [chunk for chunk, part in parts if _holds_whole_chunk(chunk, part, n)]
     conn.executemany(
         f"DELETE FROM {table} WHERE chunk = ?",  # noqa: S608
-        [[chunk] for chunk in replaced],
+        [[chunk] for chunk in whole],
     )
+    replacing = set(whole)
+    pending = pending_chunks(conn, table)
+    due: list[tuple[float, int, Packed]] = []
+    for group in _groups(parts):
+        segments = []
+        for chunk, part, rows in _packed_group(update, rule, group):
+            if chunk in replacing:
+                segments.append((chunk, True, rows))
+                continue
+            urgency = pressure(pending.get(chunk), part.stop - part.start)
+            if urgency >= 1.0:
+                due.append((urgency, chunk, rows))
+            else:
+                segments.append((chunk, False, rows))
+        _insert_many(conn, table, checkpoint_id, segments)
+    budget = MERGE_BUDGET * len(update.indices)
+    segments = []
+    for _, chunk, rows in sorted(due, key=lambda d: -d[0]):
+        if budget > 0:
+            merged = merge_packed([*_read_packed(conn, table, chunk), rows])
+            budget -= len(merged.indices)
+            conn.execute(f"DELETE FROM {table} WHERE chunk = ?", [chunk])  # noqa: S608
+            segments.append((chunk, True, merged))
+        else:
+            segments.append((chunk, False, rows))
+    _insert_many(conn, table, checkpoint_id, segments)
+
+
+PACK_ROWS = 65536  # rows packed and inserted together by write(), at most (but a whole chunk)
+
+
+def _holds_whole_chunk(chunk: int, part: slice, n: int) -> bool:
+    return part.stop - part.start == min(n, (chunk + 1) * CHUNK) - chunk * CHUNK
+
+
+def _groups(parts: list[tuple[int, slice]]) -> list[list[tuple[int, slice]]]:
+    """Consecutive parts in groups of PACK_ROWS rows at most (or one part, if larger)."""
+    groups: list[list[tuple[int, slice]]] = []
+    rows = PACK_ROWS
+    for chunk, part in parts:
+        size = part.stop - part.start
+        if rows + size > PACK_ROWS:
+            groups.append([])
+            rows = 0
+        groups[-1].append((chunk, part))
+        rows += size
+    return groups
+
+
+def _packed_group(update: Rows, rule: str, group: list[tuple[int, slice]]):
+    """(chunk, part, Packed) for each part of ``group``, from one pack of all their rows."""
+    first, last = group[0][1].start, group[-1][1].stop
+    data, ends = pack(update.rows[first:last], rule)
+    view = memoryview(data)  # each segment's bytes without a copy
+    for chunk, part in group:
+        begin = int(ends[part.start - first - 1]) if part.start > first else 0
+        stop = int(ends[part.stop - first - 1])
+        yield (
+            chunk,
+            part,
+            Packed(
+                update.indices[part],
+                ends[part.start - first : part.stop - first] - begin,
+                view[begin:stop],
+                None if update.scalars is None else update.scalars[part],
+            ),
+        )
+
+
+def _insert_many(
+    conn: sqlite3.Connection,
+    table: str,
+    checkpoint_id: int,
+    segments: list[tuple[int, bool, Packed]],
+) -> None:
     conn.executemany(
         f"INSERT INTO {table} (chunk, checkpoint_id, base, n, indices, ends, data, scalars) "  # noqa: S608
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [_segment_values(checkpoint_id, chunk, base, rows) for chunk, base, rows in segments],
     )
-
-
-class _PackedRun:
-    """All rows of an update packed at once; ``run[part]`` is one chunk's segment of them."""
-
-    def __init__(self, update: Rows, rule: str):
-        self.update = update
-        self.data, self.ends = pack(update.rows, rule)
-
-    def __getitem__(self, part: slice) -> Packed:
-        update, ends = self.update, self.ends
-        begin = int(ends[part.start - 1]) if part.start else 0
-        stop = int(ends[part.stop - 1])
-        return Packed(
-            update.indices[part],
-            ends[part] - begin,
-            self.data[begin:stop],
-            None if update.scalars is None else update.scalars[part],
-        )
 
 
 @dataclass
@@ -126,7 +161,7 @@ class Packed:
 
     indices: np.ndarray
     ends: np.ndarray
-    data: bytes
+    data: bytes | memoryview
     scalars: np.ndarray | None = None
 
 

@@ -43,6 +43,15 @@ def test_rows_read_back_as_last_written_through_deltas_and_merges(small_chunks, 
     assert 0 < _check_rows(conn, rule) < segments.MAX_DELTAS
 
 
+@pytest.mark.parametrize("rule", ["dot", "session"])
+def test_rows_read_back_when_written_in_many_packing_groups(
+    small_chunks, tmp_path, monkeypatch, rule
+):
+    monkeypatch.setattr(segments, "PACK_ROWS", 20)  # a group ends every chunk or two
+    conn = _store(tmp_path)
+    assert _check_rows(conn, rule) > 0
+
+
 def test_rows_read_back_when_no_merge_fits_the_budget(small_chunks, tmp_path, monkeypatch):
     monkeypatch.setattr(segments, "MERGE_BUDGET", 0)  # chunks due keep getting deltas
     conn = _store(tmp_path)
