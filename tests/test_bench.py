@@ -18,6 +18,7 @@ MODEL_KEYS = {
     "checkpoint_full_ms",
     "checkpoint_incremental_ms",
     "checkpoint_full_capture_ms",
+    "checkpoint_full_again_ms",
     "checkpoint_incremental_capture_ms",
     "checkpoint_mb",
     "lookup_p50_ms",
