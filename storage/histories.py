@@ -50,6 +50,7 @@ def write(
     r_cuts = np.searchsorted(removed["user"], np.append(chunks, chunks[-1:] + 1) * segments.CHUNK)
     pending = segments.pending_chunks(conn, TABLE)
     budget = segments.MERGE_BUDGET * (len(added) + len(removed))
+    inserts = []  # one statement for all, as segments.write: a chunk at a time cost 0.3 ms each
     due = []
     for k, chunk in enumerate(chunks.tolist()):
         part = (added[a_cuts[k] : a_cuts[k + 1]], removed[r_cuts[k] : r_cuts[k + 1]])
@@ -57,15 +58,20 @@ def write(
         if urgency >= 1.0:
             due.append((urgency, chunk, part))
         else:
-            _insert(conn, checkpoint_id, chunk, False, *part)
+            inserts.append(_values(checkpoint_id, chunk, False, *part))
     for _, chunk, part in sorted(due, key=lambda d: -d[0]):
         if budget > 0:
             merged = merge([*_read(conn, chunk), part])
             budget -= len(merged)
             conn.execute(f"DELETE FROM {TABLE} WHERE chunk = ?", [chunk])  # noqa: S608
-            _insert(conn, checkpoint_id, chunk, True, merged, np.zeros(0, PAIR))
+            inserts.append(_values(checkpoint_id, chunk, True, merged, np.zeros(0, PAIR)))
         else:
-            _insert(conn, checkpoint_id, chunk, False, *part)
+            inserts.append(_values(checkpoint_id, chunk, False, *part))
+    conn.executemany(
+        f"INSERT INTO {TABLE} (chunk, checkpoint_id, base, n, added, removed) "  # noqa: S608
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        inserts,
+    )
 
 
 def read_all(conn: sqlite3.Connection) -> np.ndarray:
@@ -123,23 +129,15 @@ def _read(conn: sqlite3.Connection, chunk: int | None) -> list[tuple[np.ndarray,
     ]
 
 
-def _insert(
-    conn: sqlite3.Connection,
-    checkpoint_id: int,
-    chunk: int,
-    base: bool,
-    added: np.ndarray,
-    removed: np.ndarray,
-) -> None:
-    conn.execute(
-        f"INSERT INTO {TABLE} (chunk, checkpoint_id, base, n, added, removed) "  # noqa: S608
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        [
-            chunk,
-            checkpoint_id,
-            int(base),
-            len(added) + len(removed),
-            np.ascontiguousarray(added).tobytes(),
-            np.ascontiguousarray(removed).tobytes(),
-        ],
-    )
+def _values(
+    checkpoint_id: int, chunk: int, base: bool, added: np.ndarray, removed: np.ndarray
+) -> list:
+    """One segment's row, in the column order write() inserts."""
+    return [
+        chunk,
+        checkpoint_id,
+        int(base),
+        len(added) + len(removed),
+        np.ascontiguousarray(added).tobytes(),
+        np.ascontiguousarray(removed).tobytes(),
+    ]
