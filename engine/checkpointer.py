@@ -47,6 +47,7 @@ class Checkpointer:
         }
         self._pending: list[CheckpointWrite] = []  # touched by the writer thread only
         self.written = 0
+        self.closed = False  # set by close(): nothing is written or read after it
 
     def open(self) -> tuple[Checkpoint, ModelState] | None:
         """Open the store (raising StoreError if it cannot be used) and load its latest state."""
@@ -78,6 +79,7 @@ class Checkpointer:
         )
 
     def close(self) -> None:
+        self.closed = True
         if self._writer is not None:
             self._executor.submit(self._writer.close).result()
             self._writer = None

@@ -134,6 +134,11 @@ class StreamProcessor:
         self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
 
     @property
+    def received_since_checkpoint(self) -> int:
+        """Messages received since the last checkpoint() (its interval's count so far)."""
+        return self.totals.received - self._totals_at_interval.received
+
+    @property
     def changed_users(self) -> int:
         """Users whose state changed since the last checkpoint."""
         return len(self._touched)

@@ -227,15 +227,23 @@ class EngineRuntime:
 
     async def checkpoint(self, lag: int | None = None) -> None:
         """Write a checkpoint; a failed write is logged and retried with the next one."""
+        if self.checkpointer.closed:
+            return  # the worker stopped: its final checkpoint holds everything
         started = time.perf_counter()
         self.process_held()
-        write = self.processor.checkpoint(lag=lag)
-        write.online = self.live.clicks.drain()
-        if write.interval.received == 0 or self.broker.stalled_since is not None:
+        if self.processor.received_since_checkpoint == 0 or self.broker.stalled_since is not None:
             # Events flowing prove the broker is there; probe only when they do not.
             await self.broker.check()
         else:
             self.broker.record(True)
+        # From the snapshot until its write is queued nothing else runs (no await):
+        # a stop that came in between would write the final checkpoint first and
+        # then drop this one, with changes the final one does not repeat.
+        if self.checkpointer.closed:
+            return
+        self.process_held()  # what arrived during the probe
+        write = self.processor.checkpoint(lag=lag)
+        write.online = self.live.clicks.drain()
         write.broker_connected = self.broker.connected
         write.stalled_since = self.broker.stalled_since
         try:
@@ -245,6 +253,8 @@ class EngineRuntime:
         except Exception:
             return  # the checkpointer logged it and keeps the write for the next attempt
         self.last_checkpoint_time = write.time
+        if self.checkpointer.closed:
+            return  # the worker stopped meanwhile; its final checkpoint came after this one
         # Producers record item names at any time; pick up the new ones for the API.
         names, self._names_cursor = await self.checkpointer.item_names(self._names_cursor)
         self.live.add_names(names)

@@ -55,3 +55,30 @@ def test_held_messages_wait_for_their_run_and_a_checkpoint_processes_them(tmp_pa
     latest = StoreReader(tmp_path / "reco.db").latest_checkpoint()
     assert latest.totals.received == 3
     assert latest.offsets == {0: 3}
+
+
+def test_a_stop_during_a_checkpoints_broker_probe_loses_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECO_DB", str(tmp_path / "reco.db"))
+    runtime = EngineRuntime(load_settings())
+    runtime.process(message("ann", "m1"), 0, 0)
+    runtime.broker.stalled_since = 1.0  # so the timer's checkpoint probes the broker
+    probing, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_probe():
+        probing.set()
+        await release.wait()
+        return False
+
+    runtime.broker.check = slow_probe
+
+    async def drive():
+        timer = asyncio.ensure_future(runtime.checkpoint())
+        await probing.wait()
+        runtime.final_checkpoint()  # what the worker's on_stop does: write, then close
+        release.set()
+        await timer  # and the timer's checkpoint then ends without a write or an error
+
+    asyncio.run(drive())
+    reader = StoreReader(tmp_path / "reco.db")
+    assert reader.latest_checkpoint().totals.received == 1
+    assert [h.item for h in reader.history("ann")] == ["m1"]
