@@ -98,3 +98,22 @@ class Draws:
 def percentile_rank(rank: int, n_candidates: int) -> float:
     """rank / (candidates - 1) x 100: 0 is the best position, 100 the worst."""
     return 100.0 * rank / (n_candidates - 1) if n_candidates > 1 else 0.0
+
+
+_UINT64_MASK = (1 << 64) - 1
+
+
+def sampled(seed: int, sequence: int, fraction: float) -> bool:
+    """Whether the positive event numbered ``sequence`` is in a ``fraction`` sample.
+
+    A hash of (seed, sequence), SplitMix64's finaliser, rather than a draw
+    from a generator: the choice then depends on the event alone, not on
+    how many draws came before it, so an engine that processes its events
+    in runs of any length, or restarts from a checkpoint, samples the same
+    events as one that never stopped.
+    """
+    z = (seed * 0x9E3779B97F4A7C15 + sequence * 0xBF58476D1CE4E5B9) & _UINT64_MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _UINT64_MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _UINT64_MASK
+    z ^= z >> 31
+    return z < fraction * 18446744073709551616.0

@@ -314,6 +314,252 @@ def session_observe(
 
 
 @njit(**_COMPILE)
+def session_run(
+    users,
+    items,
+    evaluate,
+    times,
+    seqs,
+    first,
+    results,
+    n_items,
+    n_total,
+    user_stage,
+    user_active,
+    active_of,
+    weights,
+    newest_items,
+    row_items,
+    stage_edges,
+    table,
+    scratch,
+    newest,
+    window,
+    stage_weight,
+    counts,
+    stage_counts,
+    log_stages,
+    base,
+    neighbour_ids,
+    neighbour_counts,
+    filled,
+    touched,
+    large,
+    recent,
+    likes,
+    likes_state,
+    popular_counts,
+    popular_at,
+    popular_above,
+    popular_state,
+    limit,
+    pool,
+    starts,
+    lengths,
+    capacities,
+    user_touched,
+    history_state,
+    log_users,
+    log_items,
+    log_times,
+    log_seqs,
+    log_added,
+):  # pragma: no cover - compiled
+    """Test-then-learn the positive events ``first`` .. end of a run, in order, in one call.
+
+    Per event: session_observe() on the user's history as it stands (the
+    pool's slice, oldest first), the baseline's counts for the event's
+    item, then popularity_add() and history_add(), as
+    StreamProcessor.observe does one event at a time. ``results[e]`` gets
+    (greater, ties, candidates, baseline greater, baseline ties) of
+    evaluated events. ``n_items[e]`` is the number of items registered by
+    event ``e`` (the run's ids are registered before it is learned: the
+    ones first seen later are not candidates yet), ``n_total`` all of them.
+    ``weights`` is (row_items + 1, row_items): row ``a`` holds the weights
+    of ``a`` active items. Returns the index of the
+    first event not learned: the end, or an event whose user's history
+    needs more pool than is left (the caller grows it and goes on from there).
+    """
+    for e in range(first, users.shape[0]):
+        user, item = users[e], items[e]
+        if history_room(user, item, limit, pool, starts, lengths, capacities, history_state) < 0:
+            return e
+        start, n_known = starts[user], lengths[user]
+        known = pool[start : start + n_known]
+        in_known = 0
+        for k in range(n_known):
+            if known[k] == item:
+                in_known = 1
+                break
+        n_newest = min(newest_items, n_known - in_known)
+        active = active_of[min(1 + n_newest, row_items)]
+        a = user_active[user]
+        greater, ties, candidates, known_greater, known_ties = session_observe(
+            evaluate[e],
+            n_items[e],
+            user_stage[user],
+            a,
+            weights[a, :a],
+            table,
+            scratch,
+            popular_counts,
+            item,
+            np.searchsorted(stage_edges, n_known, side="right"),
+            known,
+            n_newest,
+            newest,
+            window,
+            stage_weight,
+            counts,
+            stage_counts,
+            log_stages,
+            base,
+            neighbour_ids,
+            neighbour_counts,
+            filled,
+            touched,
+            large,
+            recent[user],
+            active,
+            likes,
+            likes_state,
+        )
+        if evaluate[e]:
+            count = int(popular_counts[item])
+            results[e, 0] = greater
+            results[e, 1] = ties
+            results[e, 2] = candidates
+            results[e, 3] = popular_above[count] - known_greater
+            results[e, 4] = popular_at[count] - 1 - known_ties
+            if count == 0:  # items registered later in the run have no events either
+                results[e, 4] -= n_total - n_items[e]
+        popularity_add(item, popular_counts, popular_at, popular_above, popular_state)
+        history_add(
+            user,
+            item,
+            times[e],
+            seqs[e],
+            limit,
+            pool,
+            starts,
+            lengths,
+            capacities,
+            user_touched,
+            history_state,
+            log_users,
+            log_items,
+            log_times,
+            log_seqs,
+            log_added,
+        )
+        user_stage[user] = np.searchsorted(stage_edges, n_known + 1 - in_known, side="right")
+        user_active[user] = active
+    return users.shape[0]
+
+
+@njit(**_COMPILE)
+def popularity_add(item, counts, at, above, state):  # pragma: no cover - compiled
+    """Count one positive event of ``item`` (engine.popularity); ``state[0]`` is the top count.
+
+    ``at`` and ``above`` must reach index ``state[0] + 1``.
+    """
+    count = int(counts[item])
+    counts[item] = count + 1.0
+    at[count] -= 1
+    at[count + 1] += 1
+    above[count] += 1
+    if count + 1 > state[0]:
+        state[0] = count + 1
+
+
+@njit(**_COMPILE)
+def history_room(
+    user, item, limit, pool, starts, lengths, capacities, state
+):  # pragma: no cover - compiled
+    """Where history_add() would put ``user``'s new item: its block's start, or -1 if no room.
+
+    A full block moves to the end of the pool, twice as large (at most
+    ``limit``): -1 when the pool (``state[0]`` slots used) cannot take it.
+    """
+    start, length = starts[user], lengths[user]
+    if length < capacities[user] or length == limit:
+        return start
+    for k in range(length):
+        if pool[start + k] == item:
+            return start  # a re-interaction: it moves within the block
+    size = min(limit, max(4, 2 * capacities[user]))
+    if state[0] + size > pool.shape[0]:
+        return -1
+    return state[0]
+
+
+@njit(**_COMPILE)
+def history_add(
+    user,
+    item,
+    time,
+    seq,
+    limit,
+    pool,
+    starts,
+    lengths,
+    capacities,
+    touched,
+    state,
+    log_users,
+    log_items,
+    log_times,
+    log_seqs,
+    log_added,
+):  # pragma: no cover - compiled
+    """Make ``item`` the newest of ``user``'s items (engine.history), and log what changed.
+
+    An item seen before moves to the end; with ``limit`` items already the
+    oldest goes (logged as removed). The caller checked history_room() and
+    leaves two free log entries. ``state`` is [pool slots used, log
+    entries, users touched since the last drain].
+    """
+    start, length = starts[user], lengths[user]
+    position = -1
+    for k in range(length):
+        if pool[start + k] == item:
+            position = k
+            break
+    if position < 0 and length == limit:
+        position = 0  # the oldest makes room
+        entry = state[1]
+        log_users[entry] = user
+        log_items[entry] = pool[start]
+        log_added[entry] = 0
+        state[1] = entry + 1
+    if position >= 0:
+        for k in range(position, length - 1):
+            pool[start + k] = pool[start + k + 1]
+        length -= 1
+    elif length == capacities[user]:
+        moved = history_room(user, item, limit, pool, starts, lengths, capacities, state)
+        size = min(limit, max(4, 2 * capacities[user]))
+        for k in range(length):
+            pool[moved + k] = pool[start + k]
+        start = moved
+        starts[user] = moved
+        capacities[user] = size
+        state[0] = moved + size
+    pool[start + length] = item
+    lengths[user] = length + 1
+    entry = state[1]
+    log_users[entry] = user
+    log_items[entry] = item
+    log_times[entry] = time
+    log_seqs[entry] = seq
+    log_added[entry] = 1
+    state[1] = entry + 1
+    if not touched[user]:
+        touched[user] = 1
+        state[2] += 1
+
+
+@njit(**_COMPILE)
 def _add_neighbour(item, neighbour, ids, counts, filled):  # pragma: no cover - compiled
     """Count one co-occurrence in ``item``'s row (a full row replaces its weakest); the new count."""
     m = ids.shape[1]

@@ -60,8 +60,7 @@ class LiveRecommender:
         if index is None:
             best, scores = top_n(processor.popularity.view, n)
             return self._result(user, best, scores, POPULAR, True, variant)
-        seen = processor.history.items(index)
-        exclude = np.fromiter(seen, dtype=np.int64, count=len(seen))
+        exclude = processor.history.items(index)
         if variant == BASELINE:
             best, scores = top_n(processor.popularity.view, n, exclude=exclude)
             return self._result(user, best, scores, POPULAR, False, variant)

@@ -2,9 +2,9 @@
 
 Counts only ever grow by one, so instead of comparing the true item's count
 with the whole catalogue, the baseline keeps, for every count value c, how
-many items have exactly c events (``_at``) and how many have more
-(``_above``). An item moving from c to c + 1 changes ``_at[c]``,
-``_at[c + 1]`` and ``_above[c]`` only: the rank of any item is then two list
+many items have exactly c events (``at``) and how many have more
+(``above``). An item moving from c to c + 1 changes ``at[c]``,
+``at[c + 1]`` and ``above[c]`` only: the rank of any item is then two array
 reads, corrected for the user's known items.
 
 >>> counts = PopularityCounts()
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.kernels import known_above
+from engine.kernels import known_above, popularity_add
 from engine.rows import GrowableRows
 
 
@@ -27,8 +27,11 @@ class PopularityCounts:
 
     def __init__(self) -> None:
         self._counts = GrowableRows(0)
-        self._at: list[int] = [0]  # count value -> items with exactly that count
-        self._above: list[int] = [0]  # count value -> items with a larger count
+        # count value -> items with exactly that count (at) and with more (above),
+        # with spare levels: compiled runs (engine.kernels) count without growing them.
+        self.at = np.zeros(_LEVELS, dtype=np.int64)
+        self.above = np.zeros(_LEVELS, dtype=np.int64)
+        self.state = np.zeros(1, dtype=np.int64)  # [the highest count]
         self._bind()
 
     def _bind(self) -> None:
@@ -48,25 +51,26 @@ class PopularityCounts:
         values are the counts, for compiled loops that read known items only.
         """
         self._counts.append(0.0)
-        self._at[0] += 1
+        self.at[0] += 1
         self._bind()
+
+    def reserve(self, events: int) -> None:
+        """Make room in ``at`` and ``above`` for ``events`` more adds, whatever their items."""
+        needed = int(self.state[0]) + events + 2
+        if needed > len(self.at):
+            size = max(needed, 2 * len(self.at))
+            self.at = np.concatenate([self.at, np.zeros(size - len(self.at), np.int64)])
+            self.above = np.concatenate([self.above, np.zeros(size - len(self.above), np.int64)])
 
     def add(self, item: int) -> None:
         """Count one positive event of ``item``."""
-        flat = self._counts.flat
-        count = int(flat[item])
-        flat[item] = count + 1.0
-        if count + 1 == len(self._at):
-            self._at.append(0)
-            self._above.append(0)
-        self._at[count] -= 1
-        self._at[count + 1] += 1
-        self._above[count] += 1
+        self.reserve(1)
+        popularity_add(item, self.counts, self.at, self.above, self.state)
 
     def greater_and_ties(self, item: int) -> tuple[int, int]:
         """(items with more events than ``item``, other items with as many)."""
         count = int(self._counts.flat[item])
-        return self._above[count], self._at[count] - 1
+        return int(self.above[count]), int(self.at[count]) - 1
 
     def rank_counts(self, item: int, known: np.ndarray) -> tuple[int, int]:
         """(greater, ties) for ``item`` among the candidates: ``known`` (int64) items are out.
@@ -87,7 +91,12 @@ class PopularityCounts:
         popularity._counts = GrowableRows.from_array(np.asarray(counts, dtype=np.float32))
         values = popularity._counts.view.astype(np.int64)
         at = np.bincount(values, minlength=1) if len(values) else np.zeros(1, dtype=np.int64)
-        above = len(values) - np.cumsum(at)
-        popularity._at, popularity._above = at.tolist(), above.tolist()
+        popularity.state[0] = len(at) - 1
+        popularity.reserve(0)
+        popularity.at[: len(at)] = at
+        popularity.above[: len(at)] = len(values) - np.cumsum(at)
         popularity._bind()
         return popularity
+
+
+_LEVELS = 1024  # initial count levels

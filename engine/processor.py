@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 from engine.drift import factor_change, mean_jaccard
-from engine.evaluation import TOP_N, Draws, break_ties, percentile_rank
+from engine.evaluation import TOP_N, Draws, break_ties, percentile_rank, sampled
 from engine.events import Interaction, InvalidEvent, parse_event, preview
 from engine.features import FeatureTable
 from engine.history import UserHistory
@@ -38,6 +38,8 @@ MAX_REJECTED_PER_INTERVAL = 10_000
 # others take one compiled call, untimed (a pair of clock reads per step
 # costs about as much as the step).
 TIMED_EVERY = 16
+# Positive events learned in one compiled call at most: bounds the queue's memory.
+MAX_QUEUED = 1024
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,13 @@ class StreamProcessor:
         self._until_timed = 1  # the first positive event is timed
         self._users_at_checkpoint = 0
         self._items_at_checkpoint = 0
-        self._touched: set[int] = set()
         self._previous_items: np.ndarray | None = None
         self._previous_panel: dict[int, frozenset[int]] = {}
         self.percentile_sum = 0.0  # of evaluated events, for MPR
         self._listeners: list[Callable[[Interaction, bool], None]] = []
+        # Positive events registered, not learned yet: (user, item, items
+        # registered by then, evaluate, time, sequence number); see _queue().
+        self._queued: list[tuple[int, int, int, bool, float, int]] = []
 
     def add_listener(self, listener: Callable[[Interaction, bool], None]) -> None:
         """Call ``listener(event, positive)`` for every accepted event, after it is learned.
@@ -110,28 +114,50 @@ class StreamProcessor:
 
     def process(self, raw: bytes | None, partition: int = 0, offset: int = -1) -> None:
         """Handle one message from the topic; never raises for bad input."""
+        self.process_run(((raw, partition, offset),))
+
+    def process_run(self, messages: Iterable[tuple[bytes | None, int, int]]) -> None:
+        """Handle (message, partition, offset) triples in order; never raises for bad input.
+
+        The same as process() on each, in fewer steps: the positive events
+        are learned in one compiled call where the model has one
+        (HybridRecommender.observe_run), and listeners hear of the run's
+        events after all of them are learned.
+        """
         totals = self.totals
-        totals.received += 1
-        self.offsets[partition] = offset + 1
-        try:
-            event = parse_event(raw, self._max_message_bytes, self._encoding)
-        except InvalidEvent as exc:
-            self._reject(str(exc), raw, partition, offset)
-            return
-        totals.accepted += 1
-        positive = event.rating >= self._min_rating
-        if positive:
-            fraction = self._eval_fraction  # as observe_positive(), one call less
-            self.observe(event, fraction >= 1.0 or self._rng.random() < fraction)
+        offsets = self.offsets
+        max_bytes, encoding, min_rating = self._max_message_bytes, self._encoding, self._min_rating
+        queue = self._queue
+        accepted = []
+        for raw, partition, offset in messages:
+            totals.received += 1
+            offsets[partition] = offset + 1
+            try:
+                event = parse_event(raw, max_bytes, encoding)
+            except InvalidEvent as exc:
+                self._reject(str(exc), raw, partition, offset)
+                continue
+            totals.accepted += 1
+            positive = event.rating >= min_rating
+            if positive:
+                queue(event, None)
+            accepted.append((event, positive))
+        self._learn_queued()
         for listener in self._listeners:
-            listener(event, positive)
+            for event, positive in accepted:
+                listener(event, positive)
 
     def observe_positive(self, event: Interaction) -> None:
         """observe() a positive event, evaluating an ``eval_fraction`` share of them at random."""
-        # No draw when every event is evaluated: the tie-break stream then
-        # matches the evaluator's, which calls observe() directly.
-        fraction = self._eval_fraction
-        self.observe(event, evaluate=fraction >= 1.0 or self._rng.random() < fraction)
+        self._queue(event, None)
+        self._learn_queued()
+
+    def observe_all(self, events: Iterable[Interaction], evaluate: bool | None = True) -> None:
+        """observe() each positive event in order, in compiled runs; None: sample as the stream."""
+        queue = self._queue
+        for event in events:
+            queue(event, evaluate)
+        self._learn_queued()
 
     @property
     def received_since_checkpoint(self) -> int:
@@ -141,59 +167,88 @@ class StreamProcessor:
     @property
     def changed_users(self) -> int:
         """Users whose state changed since the last checkpoint."""
-        return len(self._touched)
+        return self.history.changed_users
 
     def observe(self, event: Interaction, evaluate: bool = True) -> None:
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
-        self.totals.positive += 1
+        self._queue(event, evaluate)
+        self._learn_queued()
+
+    def _queue(self, event: Interaction, evaluate: bool | None) -> None:
+        """Register a positive event's ids and queue it for _learn_queued(), in order.
+
+        ``evaluate`` None: an ``eval_fraction`` share of events, chosen by
+        their sequence number (engine.evaluation.sampled), so the choice is
+        the same however the stream is cut into runs and checkpoints.
+        """
+        totals = self.totals
+        totals.positive += 1
         rec = self.recommender
         user = rec.register_user(event.user)
         item = rec.register_item(event.item)
         popularity = self.popularity
-        if item == popularity.n:
+        while popularity.n < rec.n_items:  # ids may be registered ahead (bench model)
             popularity.register()
+        if evaluate is None:
+            fraction = self._eval_fraction
+            evaluate = fraction >= 1.0 or sampled(self.config.seed, totals.positive, fraction)
         self._until_timed -= 1
-        fused = rec.rank_and_learn
-        if fused is None or not self._until_timed:
-            # Models without the one-call step, and every TIMED_EVERY-th event
-            # of those with it, rank and learn in two steps, timed.
+        if self.recommender.observe_run is None or not self._until_timed:
+            # Models without compiled runs, and every TIMED_EVERY-th event of
+            # those with them, rank and learn in two steps, timed.
             self._until_timed = TIMED_EVERY
-            self._observe_timed(user, item, evaluate)
-        elif evaluate:
-            known = self.history.items(user)
-            known_array = np.fromiter(known, dtype=np.int64, count=len(known))
-            greater, ties, candidates, known_greater, known_ties = fused(
-                user, item, known, known_array, popularity.counts
-            )
-            popular_greater, popular_ties = popularity.greater_and_ties(item)
-            self._count_ranks(
-                greater,
-                ties,
-                candidates,
-                popular_greater - known_greater,
-                popular_ties - known_ties,
-            )
+            self._learn_queued()
+            self._observe_timed(user, item, evaluate, event.timestamp, totals.positive)
         else:
-            fused(user, item, self.history.items(user))
-        popularity.add(item)
-        self.history.add(user, item, event.timestamp, self.totals.positive)
-        self._touched.add(user)
+            queued = self._queued
+            queued.append((user, item, rec.n_items, evaluate, event.timestamp, totals.positive))
+            if len(queued) >= MAX_QUEUED:
+                self._learn_queued()
 
-    def _observe_timed(self, user: int, item: int, evaluate: bool) -> None:
+    def _learn_queued(self) -> None:
+        """Learn the queued positive events in one compiled call, then score the evaluated ones."""
+        queued = self._queued
+        if not queued:
+            return
+        self._queued = []
+        users, items, n_items, evaluate, times, seqs = zip(*queued, strict=True)
+        results = self.recommender.observe_run(
+            np.array(users, dtype=np.int64),
+            np.array(items, dtype=np.int64),
+            np.array(n_items, dtype=np.int64),
+            np.array(evaluate, dtype=np.bool_),
+            np.array(times, dtype=np.float64),
+            np.array(seqs, dtype=np.int64),
+            self.history,
+            self.popularity,
+        )
+        if True in evaluate:
+            count = self._count_ranks
+            for row, evaluated in zip(results.tolist(), evaluate, strict=True):
+                if evaluated:
+                    count(*row)
+
+    def _observe_timed(self, user: int, item: int, evaluate: bool, time_: float, seq: int) -> None:
         timings = self.timings
         if evaluate:
             started = time.perf_counter()
             known = self.history.items(user)
-            known_array = np.fromiter(known, dtype=np.int64, count=len(known))
-            greater, ties, candidates = self.recommender.rank_counts(user, item, known_array)
+            greater, ties, candidates = self.recommender.rank_counts(user, item, known)
             # The baseline's rank needs no pass over the catalogue (engine.popularity).
-            popular_greater, popular_ties = self.popularity.rank_counts(item, known_array)
+            popular_greater, popular_ties = self.popularity.rank_counts(item, known)
             elapsed = time.perf_counter() - started
             timings.evaluate_s += elapsed
             timings.evaluations += 1
             self._count_ranks(greater, ties, candidates, popular_greater, popular_ties)
         started = time.perf_counter()
-        self.recommender.learn(user, item)
+        if self.recommender.observe_run is not None:
+            # The compiled run of one event also counts it for the baseline and the history.
+            self._queued.append((user, item, self.recommender.n_items, False, time_, seq))
+            self._learn_queued()
+        else:
+            self.recommender.learn(user, item)
+            self.popularity.add(item)
+            self.history.add(user, item, time_, seq)
         timings.update_s += time.perf_counter() - started
         timings.updates += 1
 
@@ -262,11 +317,9 @@ class StreamProcessor:
         if self._previous_items is not None and drift_rows.shape[1]:
             interval.factor_change = factor_change(self._previous_items, drift_rows)
         interval.panel_overlap = mean_jaccard(self._previous_panel, panel)
+        touched = self.history.drain_touched()
         if full:
             touched = np.arange(rec.n_users, dtype=np.int64)
-        else:
-            touched = np.fromiter(self._touched, dtype=np.int64, count=len(self._touched))
-            touched.sort()  # in numpy: no list of Python ints on the event loop
         added, removed = self.history.drain_changes()
         write = CheckpointWrite(
             time=now,
@@ -293,7 +346,6 @@ class StreamProcessor:
             rng_state=self._rng.state,
         )
         self._users_at_checkpoint, self._items_at_checkpoint = rec.n_users, rec.n_items
-        self._touched = set()
         self._previous_items = drift_rows
         self._previous_panel = panel
         self._reset_interval(now)
@@ -355,8 +407,7 @@ class StreamProcessor:
         rec = self.recommender
         panel: dict[int, frozenset[int]] = {}
         for user in range(min(self.config.panel_size, rec.n_users)):
-            known = np.fromiter(self.history.items(user), dtype=np.int64)
-            best, _ = top_n(rec.scores(user), TOP_N, exclude=known)
+            best, _ = top_n(rec.scores(user), TOP_N, exclude=self.history.items(user))
             panel[user] = frozenset(best.tolist())
         return panel
 

@@ -725,9 +725,10 @@ class Recommender:
         self._flurs.initialize()
         # Models that learn from indices skip FluRS's per-event Event objects.
         self._learn_one = getattr(self._flurs, "learn_one", None)
-        # The hybrid ranks and learns an event in one compiled call
-        # (HybridRecommender.observe); None for the other models.
-        self.rank_and_learn = getattr(self._flurs, "observe", None)
+        # The hybrid ranks and learns a run of events, with the engine's history
+        # and baseline, in one compiled call (HybridRecommender.observe_run);
+        # None for the other models.
+        self.observe_run = getattr(self._flurs, "observe_run", None)
         self._touched_items: set[int] = set()
         self.score_rule = self._flurs.score_rule
         self.k = self.params.get("k", 0)
@@ -902,7 +903,7 @@ class Recommender:
         self.user_ids, self.item_ids = list(user_ids), list(item_ids)
         self._user_index = {u: i for i, u in enumerate(self.user_ids)}
         self._item_index = {v: i for i, v in enumerate(self.item_ids)}
-        histories = {u: list(history.items(u)) for u in range(len(user_ids))} if history else {}
+        histories = {u: history.items(u).tolist() for u in range(len(user_ids))} if history else {}
         self._flurs.load_state(
             np.asarray(user_factors, dtype=np.float32),
             np.asarray(item_factors, dtype=np.float32),

@@ -151,36 +151,41 @@ class EngineRuntime:
         return len(held)
 
     def process_held(self) -> None:
-        """process() the held messages, in the order they came."""
-        # Taken first: should process() ever raise (it does not for bad input),
+        """process() the held messages, in the order they came, as one run."""
+        # Taken first: should processing ever raise (it does not for bad input),
         # the rest of the run is dropped, never processed twice.
         held, self._held = self._held, []
-        process = self.process
-        for value, partition, offset in held:
-            process(value, partition, offset)
+        if held:
+            self.processor.process_run(self._new(held))
 
     def process(self, value: bytes | None, partition: int, offset: int) -> None:
-        """Count and learn one message, unless the model already holds it.
+        """Count and learn one message, unless the model already holds it."""
+        self.processor.process_run(self._new(((value, partition, offset),)))
+
+    def _new(self, messages):
+        """The messages the model does not hold yet, in order.
 
         Offsets below the next expected one come again after a seek back or a
         rebalance; they are in the model already, so they are skipped: this is
         what keeps a redelivery from counting twice.
         """
-        expected = self.processor.offsets.get(partition)
-        if expected is not None:
-            if offset < expected:
-                self.redelivered += 1
-                return
-            if offset > expected:
-                log.warning(
-                    "partition %d: offsets %d to %d never arrived (deleted by the broker's "
-                    "retention?); continuing at %d",
-                    partition,
-                    expected,
-                    offset - 1,
-                    offset,
-                )
-        self.processor.process(value, partition, offset)
+        expected = self.processor.offsets
+        for value, partition, offset in messages:
+            next_offset = expected.get(partition)
+            if next_offset is not None:
+                if offset < next_offset:
+                    self.redelivered += 1
+                    continue
+                if offset > next_offset:
+                    log.warning(
+                        "partition %d: offsets %d to %d never arrived (deleted by the broker's "
+                        "retention?); continuing at %d",
+                        partition,
+                        next_offset,
+                        offset - 1,
+                        offset,
+                    )
+            yield value, partition, offset
 
     def resume_offsets(self) -> dict[int, int]:
         """Partition -> next offset to consume, as far as this process has got."""

@@ -110,6 +110,61 @@ def test_one_compiled_call_per_event_learns_and_ranks_like_the_timed_two_steps(
     np.testing.assert_array_equal(a.drain_touched_items(), b.drain_touched_items())
 
 
+@pytest.mark.parametrize("eval_fraction", [1.0, 0.3])
+def test_runs_of_any_length_learn_and_rank_like_one_message_at_a_time(eval_fraction):
+    """The compiled runs (HybridRecommender.observe_run) change nothing but the speed.
+
+    Runs hold new users and items (registered before the run is learned),
+    re-interactions, evictions (a history bound of 8), bad messages and the
+    timed events that split a run; every evaluated event's counts, the
+    baseline's included, must be those of one message at a time.
+    """
+    messages = synthetic_messages(3000)
+    for position in range(5, len(messages), 97):
+        messages[position] = b"not json"
+    messages += messages[1000:1300]  # the same users liking the same items again
+
+    def run(run_lengths: np.ndarray | None) -> tuple[StreamProcessor, list, list]:
+        processor = StreamProcessor(
+            ProcessorConfig(
+                min_rating=4.0, panel_size=3, eval_fraction=eval_fraction, history_limit=8
+            )
+        )
+        counted, checkpoints = [], []
+        count = processor._count_ranks
+        processor._count_ranks = lambda *ranks: (counted.append(ranks), count(*ranks))
+        triples = [(raw, 0, offset) for offset, raw in enumerate(messages)]
+        if run_lengths is None:
+            for triple in triples:
+                processor.process(*triple)
+        else:
+            cuts = np.cumsum(run_lengths)
+            for start, end in zip([0, *cuts[:-1].tolist()], cuts.tolist(), strict=True):
+                processor.process_run(triples[start:end])
+                if start // 1000 != end // 1000:
+                    write = processor.checkpoint()
+                    checkpoints.append((write.touched_users.tolist(), write.history_added))
+        return processor, counted, checkpoints
+
+    lengths = np.random.default_rng(5).integers(1, 60, len(messages))
+    one, one_counted, _ = run(None)
+    runs, runs_counted, runs_checkpoints = run(lengths)
+    assert runs_counted == one_counted and len(one_counted) == one.totals.evaluated > 100
+    assert runs.totals == one.totals and runs.percentile_sum == one.percentile_sum
+    assert runs._rng.state == one._rng.state
+    a, b = runs.recommender, one.recommender
+    np.testing.assert_array_equal(a.export_items()[0], b.export_items()[0])
+    users = np.arange(a.n_users)
+    np.testing.assert_array_equal(a.user_factors(users), b.user_factors(users))
+    np.testing.assert_array_equal(runs.popularity.view, one.popularity.view)
+    for user in range(a.n_users):
+        assert runs.history.items(user).tolist() == one.history.items(user).tolist()
+    # Checkpoints between runs changed nothing, and saw every user's history change.
+    touched = {user for users, _ in runs_checkpoints for user in users}
+    touched |= set(runs.history.drain_touched().tolist())
+    assert len(runs_checkpoints) >= 3 and touched == set(range(a.n_users))
+
+
 def test_counts_beyond_the_table_of_logarithms_rank_exactly():
     processor = _trained()
     rec = processor.recommender

@@ -28,19 +28,24 @@ class Stopwatch:
         self.result_path = result_path
         self.count = 0
         self.first_at = 0.0
+        self.first = 0  # messages handled at the first tick: the rate counts those after it
 
-    def tick(self) -> None:
-        self.count += 1
-        if self.count == 1:
+    def tick(self, handled: int = 1) -> None:
+        """``handled`` more messages are done."""
+        if not handled:
+            return
+        if not self.count:
             self.first_at = time.perf_counter()
-        if self.count == self.expected:
+            self.first = handled
+        before, self.count = self.count, self.count + handled
+        if before < self.expected <= self.count:
             elapsed = time.perf_counter() - self.first_at
             with open(self.result_path, "w") as f:
                 json.dump(
                     {
                         "events": self.count,
                         "seconds": elapsed,
-                        "events_per_s": (self.count - 1) / elapsed if elapsed else None,
+                        "events_per_s": (self.count - self.first) / elapsed if elapsed else None,
                         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                     },
                     f,
@@ -71,13 +76,21 @@ def run_engine(stopwatch: Stopwatch) -> None:
 
     app.runtime = EngineRuntime(settings)
     processor = app.runtime.processor
-    process = processor.process
+    process_run = processor.process_run
 
-    def timed_process(raw, partition=0, offset=-1):
-        process(raw, partition, offset)
-        stopwatch.tick()
+    def timed_run(messages):
+        handled = 0
 
-    processor.process = timed_process
+        def counted():
+            nonlocal handled
+            for message in messages:
+                handled += 1
+                yield message
+
+        process_run(counted())
+        stopwatch.tick(handled)
+
+    processor.process_run = timed_run
     _start(app, settings)
 
 
