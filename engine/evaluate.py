@@ -93,24 +93,29 @@ def replay(
     )
     pretrain_end, holdout_end = split_points(len(events), protocol)
     bar = Progress(len(events) + (protocol.epochs - 1) * pretrain_end, enabled=progress)
-    for event in events[:pretrain_end]:
-        processor.observe(event, evaluate=False)
-        bar.advance()
+    _observe(processor, events[:pretrain_end], False, bar)
     # FluRS shuffles the training events between epochs; so does this (seeded).
     shuffle = np.random.default_rng(seed)
     for _ in range(protocol.epochs - 1):
         for position in shuffle.permutation(pretrain_end).tolist():
             processor.learn_again(events[position])
             bar.advance()
-    for event in events[pretrain_end:holdout_end]:
-        processor.observe(event, evaluate=False)
-        bar.advance()
+    _observe(processor, events[pretrain_end:holdout_end], False, bar)
     before = _copy_timings(processor)
-    for event in events[holdout_end:]:
-        processor.observe(event, evaluate=True)
-        bar.advance()
+    _observe(processor, events[holdout_end:], True, bar)
     bar.close()
     return _result(processor, model, protocol, before, len(events), time.perf_counter() - started)
+
+
+def _observe(processor: StreamProcessor, events: list, evaluate: bool, bar: Progress) -> None:
+    """Test (if ``evaluate``) and learn ``events`` in order, in runs, advancing ``bar``."""
+    for start in range(0, len(events), _RUN):
+        run = events[start : start + _RUN]
+        processor.observe_all(run, evaluate)
+        bar.advance(len(run))
+
+
+_RUN = 1024  # events per observe_all() call: the progress bar moves between them
 
 
 def evaluate_file(

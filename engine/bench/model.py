@@ -1,7 +1,8 @@
 """`python -m engine bench model`: the engine's learn-and-evaluate path as the model grows.
 
 No broker: a synthetic stream, generated with numpy in chunks, goes straight
-into StreamProcessor.observe in this process. New users arrive all along
+into StreamProcessor.observe_all in this process, in runs of 32 events as
+the worker learns them. New users arrive all along
 (``events`` / ``users`` events per user on average); items are drawn by a
 Zipf law over ``items``, so new ones keep arriving too. Checkpoints are
 written to a store every ``checkpoint_every`` events, as the engine writes
@@ -59,6 +60,7 @@ MILESTONES = (10_000, 100_000, 1_000_000)
 CHANGED_USERS = 10_000  # users changed before the incremental checkpoint is timed
 LOOKUPS = 200
 CHUNK = 50_000  # events generated per numpy call
+RUN = 32  # events observed per call, as the worker's runs (engine.agents.RUN_MAX)
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def run(bench: ModelBench, db: Path, emit=print) -> list[dict]:
     pending: dict | None = None  # a milestone waiting for its incremental checkpoint
     since_checkpoint = 0
     clock = 1_700_000_000.0
+    run: list[Interaction] = []  # events not observed yet
     try:
         for users, items in synthetic_events(bench):
             for user, item in zip(users.tolist(), items.tolist(), strict=True):
@@ -131,11 +134,15 @@ def run(bench: ModelBench, db: Path, emit=print) -> list[dict]:
                     window.register_s += time.perf_counter() - started
                     window.new_ids += new_ids
                 clock += 0.001
+                run.append(Interaction(user_id, item_id, 5.0, clock))
+                if len(run) < RUN and (pending is not None or rec.n_users < milestones[0]):
+                    continue  # a run ends early where a milestone is reached
                 started = time.perf_counter()
-                processor.observe_positive(Interaction(user_id, item_id, 5.0, clock))
+                processor.observe_all(run, None)
                 window.observe_s += time.perf_counter() - started
-                window.events += 1
-                since_checkpoint += 1
+                window.events += len(run)
+                since_checkpoint += len(run)
+                run = []
                 if pending is None and since_checkpoint >= bench.checkpoint_every:
                     writer.write_checkpoint(processor.checkpoint())
                     since_checkpoint = 0
