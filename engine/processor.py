@@ -35,9 +35,11 @@ log = logging.getLogger(__name__)
 # Rejected messages kept per checkpoint interval; more are counted, not stored.
 MAX_REJECTED_PER_INTERVAL = 10_000
 # One positive event in this many learns and ranks in two timed steps; the
-# others take one compiled call, untimed (a pair of clock reads per step
-# costs about as much as the step).
-TIMED_EVERY = 16
+# others are learned in compiled runs, untimed (a pair of clock reads per
+# step costs about as much as the step, and a timed event splits its run).
+# 1 in 16 cost 20 us per message in runs of 32 (ML-100k, in process), 1 in
+# 64 cost 17; at 8,000 messages/s that still times some 300 events a checkpoint.
+TIMED_EVERY = 64
 # Positive events learned in one compiled call at most: bounds the queue's memory.
 MAX_QUEUED = 1024
 
@@ -183,25 +185,27 @@ class StreamProcessor:
         """
         totals = self.totals
         totals.positive += 1
+        seq = totals.positive
         rec = self.recommender
         user = rec.register_user(event.user)
         item = rec.register_item(event.item)
+        n_items = len(rec.item_ids)
         popularity = self.popularity
-        while popularity.n < rec.n_items:  # ids may be registered ahead (bench model)
+        while popularity.n < n_items:  # ids may be registered ahead (bench model)
             popularity.register()
         if evaluate is None:
             fraction = self._eval_fraction
-            evaluate = fraction >= 1.0 or sampled(self.config.seed, totals.positive, fraction)
+            evaluate = fraction >= 1.0 or sampled(self.config.seed, seq, fraction)
         self._until_timed -= 1
-        if self.recommender.observe_run is None or not self._until_timed:
+        if rec.observe_run is None or not self._until_timed:
             # Models without compiled runs, and every TIMED_EVERY-th event of
             # those with them, rank and learn in two steps, timed.
             self._until_timed = TIMED_EVERY
             self._learn_queued()
-            self._observe_timed(user, item, evaluate, event.timestamp, totals.positive)
+            self._observe_timed(user, item, evaluate, event.timestamp, seq)
         else:
             queued = self._queued
-            queued.append((user, item, rec.n_items, evaluate, event.timestamp, totals.positive))
+            queued.append((user, item, n_items, evaluate, event.timestamp, seq))
             if len(queued) >= MAX_QUEUED:
                 self._learn_queued()
 
