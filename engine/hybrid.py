@@ -26,7 +26,9 @@ Learning an event touches a handful of values, and evaluating one sums the
 neighbour rows of the user's recent items onto a per-stage base score kept
 up to date per event: both run as compiled loops (engine.kernels), with no
 allocation, no sort and no pass over the catalogue but the one that counts
-the items above the true one.
+the items above the true one. The engine hands over a run of events at a
+time (observe_run), with its histories and baseline, so that no Python
+runs between one event and the next.
 
 The class keeps the FluRS recommender interface (initialize, register,
 update, score, recommend) without importing FluRS.

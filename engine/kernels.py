@@ -679,3 +679,11 @@ def warm_up() -> None:
         np.zeros(1, dtype=np.int32),
         np.zeros(2, dtype=np.int64),
     )
+    # The run kernel and the history's and baseline's steps, with exactly the
+    # argument types the engine passes: through a throwaway processor.
+    from engine.events import Interaction
+    from engine.processor import ProcessorConfig, StreamProcessor
+
+    for model in ("hybrid", "popular"):
+        processor = StreamProcessor(ProcessorConfig(model=model, panel_size=0))
+        processor.observe_all([Interaction("u", "a", 5.0, 0.0), Interaction("u", "b", 5.0, 1.0)])

@@ -42,6 +42,9 @@ MAX_REJECTED_PER_INTERVAL = 10_000
 TIMED_EVERY = 64
 # Positive events learned in one compiled call at most: bounds the queue's memory.
 MAX_QUEUED = 1024
+# observe_run's per-event arrays: user, item, items registered by then,
+# evaluate, time, sequence number (as the queue's tuples).
+_RUN_DTYPES = (np.int64, np.int64, np.int64, np.bool_, np.float64, np.int64)
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,11 @@ class ProcessorConfig:
 class Timings:
     """Wall time spent learning and evaluating the timed sample of events (seconds).
 
-    One positive event in TIMED_EVERY is timed, so ``update_s / updates``
-    and ``evaluate_s / evaluations`` are the mean times per event.
+    One positive event in TIMED_EVERY is learned in a timed step, and one
+    evaluated event in TIMED_EVERY ranked in one (with a small
+    ``eval_fraction``, few events that are learned timed are evaluated), so
+    ``update_s / updates`` and ``evaluate_s / evaluations`` are the mean
+    times per event.
     """
 
     update_s: float = 0.0
@@ -94,6 +100,7 @@ class StreamProcessor:
         self._eval_fraction = config.eval_fraction
         self._top_n = config.top_n
         self._until_timed = 1  # the first positive event is timed
+        self._until_timed_evaluation = 1  # and the first evaluated one
         self._users_at_checkpoint = 0
         self._items_at_checkpoint = 0
         self._previous_items: np.ndarray | None = None
@@ -103,6 +110,7 @@ class StreamProcessor:
         # Positive events registered, not learned yet: (user, item, items
         # registered by then, evaluate, time, sequence number); see _queue().
         self._queued: list[tuple[int, int, int, bool, float, int]] = []
+        self._one_event = tuple(np.zeros(1, dtype) for dtype in _RUN_DTYPES)
 
     def add_listener(self, listener: Callable[[Interaction, bool], None]) -> None:
         """Call ``listener(event, positive)`` for every accepted event, after it is learned.
@@ -197,10 +205,18 @@ class StreamProcessor:
             fraction = self._eval_fraction
             evaluate = fraction >= 1.0 or sampled(self.config.seed, seq, fraction)
         self._until_timed -= 1
-        if rec.observe_run is None or not self._until_timed:
-            # Models without compiled runs, and every TIMED_EVERY-th event of
-            # those with them, rank and learn in two steps, timed.
-            self._until_timed = TIMED_EVERY
+        timed = not self._until_timed
+        if evaluate:
+            self._until_timed_evaluation -= 1
+            timed = timed or not self._until_timed_evaluation
+        if rec.observe_run is None or timed:
+            # Models without compiled runs, and every TIMED_EVERY-th event
+            # (or evaluated event) of those with them, rank and learn in two
+            # steps, timed.
+            if not self._until_timed:
+                self._until_timed = TIMED_EVERY
+            if not self._until_timed_evaluation:
+                self._until_timed_evaluation = TIMED_EVERY
             self._learn_queued()
             self._observe_timed(user, item, evaluate, event.timestamp, seq)
         else:
@@ -215,17 +231,13 @@ class StreamProcessor:
         if not queued:
             return
         self._queued = []
-        users, items, n_items, evaluate, times, seqs = zip(*queued, strict=True)
+        columns = list(zip(*queued, strict=True))
         results = self.recommender.observe_run(
-            np.array(users, dtype=np.int64),
-            np.array(items, dtype=np.int64),
-            np.array(n_items, dtype=np.int64),
-            np.array(evaluate, dtype=np.bool_),
-            np.array(times, dtype=np.float64),
-            np.array(seqs, dtype=np.int64),
+            *(np.array(column, dtype) for column, dtype in zip(columns, _RUN_DTYPES, strict=True)),
             self.history,
             self.popularity,
         )
+        evaluate = columns[3]
         if True in evaluate:
             count = self._count_ranks
             for row, evaluated in zip(results.tolist(), evaluate, strict=True):
@@ -244,12 +256,18 @@ class StreamProcessor:
             timings.evaluate_s += elapsed
             timings.evaluations += 1
             self._count_ranks(greater, ties, candidates, popular_greater, popular_ties)
-        started = time.perf_counter()
-        if self.recommender.observe_run is not None:
-            # The compiled run of one event also counts it for the baseline and the history.
-            self._queued.append((user, item, self.recommender.n_items, False, time_, seq))
-            self._learn_queued()
+        rec = self.recommender
+        if rec.observe_run is not None:
+            # A run of one event, in arrays kept for it: what is timed is then
+            # the compiled call (which also counts the event for the baseline
+            # and the history), not building its arguments.
+            one = self._one_event
+            for array, value in zip(one, (user, item, rec.n_items, False, time_, seq), strict=True):
+                array[0] = value
+            started = time.perf_counter()
+            rec.observe_run(*one, self.history, self.popularity)
         else:
+            started = time.perf_counter()
             self.recommender.learn(user, item)
             self.popularity.add(item)
             self.history.add(user, item, time_, seq)
