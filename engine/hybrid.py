@@ -325,7 +325,7 @@ class HybridRecommender:
 
         What observe() does per event, plus the engine's own bookkeeping
         (the baseline's count, the user's history) that the processor does
-        around it, so that no Python runs between events: about 1 us of
+        around it, so that no Python runs between events: a few us of
         dispatch for the run instead of some 15 us of Python per event.
         Ids are registered first; ``n_items[e]`` is how many items there
         were when event ``e`` was registered. Returns (len(users), 5) int64:

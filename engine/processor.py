@@ -158,7 +158,7 @@ class StreamProcessor:
                 listener(event, positive)
 
     def observe_positive(self, event: Interaction) -> None:
-        """observe() a positive event, evaluating an ``eval_fraction`` share of them at random."""
+        """observe() a positive event, evaluating an ``eval_fraction`` share of them (sampled())."""
         self._queue(event, None)
         self._learn_queued()
 
@@ -268,7 +268,7 @@ class StreamProcessor:
             rec.observe_run(*one, self.history, self.popularity)
         else:
             started = time.perf_counter()
-            self.recommender.learn(user, item)
+            rec.learn(user, item)
             self.popularity.add(item)
             self.history.add(user, item, time_, seq)
         timings.update_s += time.perf_counter() - started
