@@ -29,6 +29,7 @@ from storage.records import (
     RejectedEvent,
     Totals,
 )
+from storage.transient import transient_arrays
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +323,10 @@ class StreamProcessor:
         its changes). Synchronous and self-contained: the result shares no
         array with the live model, so it can be written from another thread.
         """
-        now = time.time() if now is None else now
+        with transient_arrays():  # the exports are written once and freed
+            return self._snapshot(time.time() if now is None else now, lag, full)
+
+    def _snapshot(self, now: float, lag: int | None, full: bool) -> CheckpointWrite:
         rec = self.recommender
         items = self._changed_items()
         if full:

@@ -12,6 +12,7 @@ import numpy as np
 from storage import histories, queries, segments
 from storage.connection import BUSY_TIMEOUT_MS, open_writable
 from storage.records import Checkpoint, CheckpointWrite, ModelState
+from storage.transient import transient_arrays
 
 
 class StoreWriter:
@@ -51,7 +52,7 @@ class StoreWriter:
         items' rows (every item's when ``cp.touched_items`` is None), and the
         history rows added or evicted.
         """
-        with self.db.atomic():
+        with transient_arrays(), self.db.atomic():  # packed copies are freed once written
             checkpoint_id = self._insert_checkpoint_row(cp)
             self._write_users(cp, checkpoint_id)
             self._write_items(cp, checkpoint_id)
