@@ -24,11 +24,9 @@ it prints one JSON line:
   (``incremental_users``, ``incremental_items``, ``incremental_history_rows``
   say what it wrote);
 - ``checkpoint_full_again_ms``: a second full checkpoint right after the
-  first, to tell a first-time cost from a steady one. At 1M users here the
-  first capture took 1.3 s and the second 0.4 s: the first exports into some
-  300 MB the process never used before, and getting that memory from the
-  kernel is most of its cost (a second capture while the first snapshot was
-  still held, so into fresh memory again, took 1.6 s);
+  first, to tell a first-time cost from a steady one (at 1M users the first
+  capture took 1.3 s and the second 0.4 s, until exports went without
+  huge-page advice: storage/transient.py);
 - ``checkpoint_full_capture_ms``, ``checkpoint_full_again_capture_ms``,
   ``checkpoint_incremental_capture_ms``: the part of each spent taking the
   snapshot, which the worker does on its event loop (the rest, the write,
