@@ -117,7 +117,7 @@ class HybridRecommender:
         weights depend on ``a`` only, so a user's state is ``a`` and its items.
         """
         r_max = self._row_items
-        self._active_of = []  # r -> a
+        active_of = []  # r -> a
         by_active: dict[int, np.ndarray] = {}
         for r in range(r_max + 1):
             weights = self._item_weights(r)
@@ -128,14 +128,13 @@ class HybridRecommender:
             previous = by_active.setdefault(a, weights[:a])
             if not np.array_equal(previous, weights[:a]):
                 raise ValueError(f"weights of {a} active items depend on more than their count")
-            self._active_of.append(a)
-        self._weights64 = {a: w.astype(np.float64) for a, w in by_active.items()}
+            active_of.append(a)
+        self._active_of = np.array(active_of, dtype=np.int64)
         padded = np.zeros((r_max + 1, r_max), dtype=np.float32)
         for a, w in by_active.items():
             padded[a, :a] = w
         self._weights32 = padded  # (r_max + 1, r_max): row a holds the weights of a items
-        self._weights64_rows = padded.astype(np.float64)  # the same, for compiled runs
-        self._active_of_array = np.array(self._active_of, dtype=np.int64)
+        self._weights64 = padded.astype(np.float64)  # the same, for ranking: row a, first a
 
     def _item_weights(self, n: int) -> np.ndarray:
         """(n,) float32 weights of a user's n newest items, newest first."""
@@ -251,51 +250,32 @@ class HybridRecommender:
     # -- learning ------------------------------------------------------------
 
     def learn_one(self, u: int, i: int) -> None:
-        """Learn one positive event: user ``u`` liked item ``i``.
+        """Learn one positive event, user ``u`` liked item ``i``, in one compiled call.
 
-        Called before the engine adds the item to the user's history.
+        The FluRS interface's step (``update``, and the evaluator's extra
+        training epochs): the model learns, and nothing else; the engine's
+        stream goes through observe_run(). ``known_items(u)`` is the user's
+        history before this event.
         """
         known = self._known_items(u)
-        self.observe(u, i, known)
-
-    def observe(
-        self,
-        u: int,
-        i: int,
-        known: dict,
-        known_array: np.ndarray | None = None,
-        popular_counts: np.ndarray | None = None,
-    ) -> tuple[int, int, int, int, int]:
-        """Rank ``i`` for ``u`` (given ``known_array``), then learn it, in one compiled call.
-
-        ``known`` is the user's history before this event (engine.history).
-        To evaluate, ``known_array`` holds all its items as int64, oldest
-        first (they are left out of the ranking), and ``popular_counts`` the
-        baseline's (n_items,) float32 counts. Returns rank_counts() of the
-        model, then the known items above and level with ``i`` in
-        ``popular_counts``; zeros when not evaluating.
-        """
-        evaluate = known_array is not None
-        if not evaluate:
-            known_array, popular_counts = self._newest_known(known), _NO_COUNTS
         n_known = len(known)
         in_known = i in known
         n_newest = min(self._newest_items, n_known - in_known)
         # The user's row: ``i``, then the newest items, as many as carry weight.
-        active = self._active_of[min(1 + n_newest, self._row_items)]
+        active = int(self._active_of[min(1 + n_newest, self._row_items)])
         a = int(self._n_active.flat[u])
-        counts = session_observe(
-            evaluate,
+        session_observe(
+            False,
             self.n_item,
             self._stage.flat[u],
             a,
-            self._weights64[a],
+            self._weights64[a, :a],
             LOG1P,
             self._scratch,
-            popular_counts,
+            _NO_COUNTS,
             i,
             stage_of(n_known),
-            known_array,
+            self._newest_known(known),
             n_newest,
             self._newest_buffer,
             self.window,
@@ -308,7 +288,6 @@ class HybridRecommender:
         )
         self._stage.flat[u] = stage_of(n_known + (not in_known))
         self._n_active.flat[u] = active
-        return counts
 
     def observe_run(
         self,
@@ -323,13 +302,13 @@ class HybridRecommender:
     ) -> np.ndarray:
         """Test-then-learn a run of positive events in one compiled call, in order.
 
-        What observe() does per event, plus the engine's own bookkeeping
-        (the baseline's count, the user's history) that the processor does
-        around it, so that no Python runs between events: a few us of
+        Per event rank_counts() (where evaluated), learn_one()'s step, and
+        the engine's own bookkeeping (the baseline's count, the user's
+        history), so that no Python runs between events: a few us of
         dispatch for the run instead of some 15 us of Python per event.
         Ids are registered first; ``n_items[e]`` is how many items there
         were when event ``e`` was registered. Returns (len(users), 5) int64:
-        per evaluated event observe()'s counts with the baseline's greater
+        per evaluated event rank_counts() with the baseline's greater
         and ties (already corrected for the user's known items).
         """
         results = np.zeros((len(users), 5), dtype=np.int64)
@@ -349,8 +328,8 @@ class HybridRecommender:
                 self.n_item,
                 self._stage.buffer,
                 self._n_active.buffer,
-                self._active_of_array,
-                self._weights64_rows,
+                self._active_of,
+                self._weights64,
                 self._newest_items,
                 self._row_items,
                 STAGE_EDGES_ARRAY,
@@ -374,7 +353,7 @@ class HybridRecommender:
             history.grow_pool()
 
     def _newest_known(self, known: dict) -> np.ndarray:
-        """The items observe() learns from when not evaluating: the newest of ``known``, as int64."""
+        """The items learn_one() learns from: the newest of ``known``, as int64."""
         n = self._newest_items + 1
         if isinstance(known, np.ndarray):
             return known[-n:].astype(np.int64)
@@ -399,7 +378,7 @@ class HybridRecommender:
         recent = self._recent.view[u, :a]
         neighbours = self._neighbour_ids.view[recent]  # index + 1; bin 0 is unused slots
         weighted = np.log1p(self._neighbour_counts.view[recent].astype(np.float64))
-        weighted *= self._weights64[a][:, None]
+        weighted *= self._weights64[a, :a, None]
         near = np.bincount(neighbours.ravel(), weights=weighted.ravel(), minlength=self.n_item + 1)
         return base + near[1:]
 
@@ -414,7 +393,7 @@ class HybridRecommender:
             self.n_item,
             self._base[self._stage.flat[u]],
             self._recent.buffer[u, :a],
-            self._weights64[a],
+            self._weights64[a, :a],
             self._neighbour_ids.buffer,
             self._neighbour_counts.buffer,
             LOG1P,
@@ -558,7 +537,7 @@ class HybridRecommender:
 
 _CHUNK = 65_536  # users per block when exporting rows
 STAGE_EDGES_ARRAY = np.array(STAGE_EDGES, dtype=np.int64)  # stage_of() in compiled runs
-_NO_COUNTS = np.zeros(0, dtype=np.float32)  # popularity counts, when not evaluating
+_NO_COUNTS = np.zeros(0, dtype=np.float32)  # learn_one() ranks nothing against the baseline
 
 
 def _check_dense(index: int, expected: int, kind: str) -> None:
