@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.kernels import history_add, history_room
+from engine.rows import grown
 
 _USERS = 1024  # initial per-user capacity
 _POOL = 4096  # initial pool capacity
@@ -51,17 +52,17 @@ class UserHistory:
         if n_users > users:
             size = max(n_users, 2 * users)
             for name in _PER_USER:
-                setattr(self, name, _grown(getattr(self, name), size, users))
+                setattr(self, name, grown(getattr(self, name), size, users))
         entries = int(self.state[1])
         needed = entries + 2 * events  # an add and an eviction each
         if needed > len(self.log_users):
             size = max(needed, 2 * len(self.log_users))
             for name in _LOG_ARRAYS:
-                setattr(self, name, _grown(getattr(self, name), size, entries))
+                setattr(self, name, grown(getattr(self, name), size, entries))
 
     def grow_pool(self) -> None:
         """Double the pool: called when history_room() finds no room for a moving block."""
-        self.pool = _grown(self.pool, 2 * len(self.pool) + 2 * self.limit, int(self.state[0]))
+        self.pool = grown(self.pool, 2 * len(self.pool) + 2 * self.limit, int(self.state[0]))
 
     def add(self, user: int, item: int, time: float, seq: int) -> None:
         """Record that ``user`` interacted with ``item``; re-interaction makes it newest."""
@@ -168,9 +169,3 @@ class UserHistory:
         history.state[0] = used
         return history
 
-
-def _grown(array: np.ndarray, size: int, keep: int) -> np.ndarray:
-    """A zeroed array of ``size`` entries starting with ``array``'s first ``keep``."""
-    grown = np.zeros(size, dtype=array.dtype)
-    grown[:keep] = array[:keep]
-    return grown

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.kernels import known_above, popularity_add
-from engine.rows import GrowableRows
+from engine.rows import GrowableRows, grown
 
 
 class PopularityCounts:
@@ -58,9 +58,8 @@ class PopularityCounts:
         """Make room in ``at`` and ``above`` for ``events`` more adds, whatever their items."""
         needed = int(self.state[0]) + events + 2
         if needed > len(self.at):
-            size = max(needed, 2 * len(self.at))
-            self.at = np.concatenate([self.at, np.zeros(size - len(self.at), np.int64)])
-            self.above = np.concatenate([self.above, np.zeros(size - len(self.above), np.int64)])
+            size, levels = max(needed, 2 * len(self.at)), len(self.at)
+            self.at, self.above = grown(self.at, size, levels), grown(self.above, size, levels)
 
     def add(self, item: int) -> None:
         """Count one positive event of ``item``."""

@@ -160,8 +160,7 @@ class StreamProcessor:
 
     def observe_positive(self, event: Interaction) -> None:
         """observe() a positive event, evaluating an ``eval_fraction`` share of them (sampled())."""
-        self._queue(event, None)
-        self._learn_queued()
+        self.observe_all((event,), None)
 
     def observe_all(self, events: Iterable[Interaction], evaluate: bool | None = True) -> None:
         """observe() each positive event in order, in compiled runs; None: sample as the stream."""
@@ -182,8 +181,7 @@ class StreamProcessor:
 
     def observe(self, event: Interaction, evaluate: bool = True) -> None:
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
-        self._queue(event, evaluate)
-        self._learn_queued()
+        self.observe_all((event,), evaluate)
 
     def _queue(self, event: Interaction, evaluate: bool | None) -> None:
         """Register a positive event's ids and queue it for _learn_queued(), in order.

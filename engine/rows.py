@@ -59,3 +59,10 @@ class GrowableRows:
         rows._buffer[: len(array)] = array
         rows.n = len(array)
         return rows
+
+
+def grown(array: np.ndarray, size: int, keep: int) -> np.ndarray:
+    """A zeroed 1-d array of ``size`` entries starting with ``array``'s first ``keep``."""
+    larger = np.zeros(size, dtype=array.dtype)
+    larger[:keep] = array[:keep]
+    return larger
