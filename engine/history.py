@@ -168,4 +168,3 @@ class UserHistory:
             used += len(items)
         history.state[0] = used
         return history
-
