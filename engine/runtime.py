@@ -13,6 +13,7 @@ from engine.live import LiveService
 from engine.online import ClickLog
 from engine.processor import ProcessorConfig, StreamProcessor
 from engine.settings import Settings
+from storage.records import CheckpointWrite
 
 log = logging.getLogger(__name__)
 
@@ -246,11 +247,7 @@ class EngineRuntime:
         # then drop this one, with changes the final one does not repeat.
         if self.checkpointer.closed:
             return
-        self.process_held()  # what arrived during the probe
-        write = self.processor.checkpoint(lag=lag)
-        write.online = self.live.clicks.drain()
-        write.broker_connected = self.broker.connected
-        write.stalled_since = self.broker.stalled_since
+        write = self._snapshot(lag)  # with what arrived during the probe
         try:
             checkpoint_id = await self.checkpointer.write(write)
         except CheckpointFailed:
@@ -277,12 +274,17 @@ class EngineRuntime:
             1000 * (time.perf_counter() - started),
         )
 
-    def final_checkpoint(self) -> None:
+    def _snapshot(self, lag: int | None = None) -> CheckpointWrite:
+        """The processor's checkpoint (held messages first), the online loop's, the broker's."""
         self.process_held()
-        write = self.processor.checkpoint()
+        write = self.processor.checkpoint(lag=lag)
         write.online = self.live.clicks.drain()
         write.broker_connected = self.broker.connected
         write.stalled_since = self.broker.stalled_since
+        return write
+
+    def final_checkpoint(self) -> None:
+        write = self._snapshot()
         try:
             checkpoint_id = self.checkpointer.write_now(write)
         except Exception as exc:
