@@ -239,7 +239,7 @@ def _produce(args) -> int:
     from engine import producer
     from engine.encoding import transcode
     from engine.kafka import client_options
-    from engine.movielens import DatasetError
+    from engine.movielens import DatasetError, read_item_names
     from engine.synthetic import SyntheticConfig
 
     settings = _apply_flags(args)
@@ -263,7 +263,7 @@ def _produce(args) -> int:
     else:
         try:
             messages = producer.movielens_messages(args.source)
-            names = producer.read_item_names(args.source)
+            names = read_item_names(args.source)
         except DatasetError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
