@@ -489,7 +489,10 @@ class HybridRecommender:
         self._likes[: len(likes)] = likes
         self._likes_state[:] = (len(likes) % max(self.popularity_window, 1), len(likes))
         s, m = N_STAGES, self.neighbours
-        item_rows = np.asarray(item_rows, dtype=np.float32).reshape(len(item_bias), -1)
+        if len(item_bias):
+            item_rows = np.asarray(item_rows, dtype=np.float32).reshape(len(item_bias), -1)
+        else:  # a model that has seen no item yet
+            item_rows = np.zeros((0, s + 2 * m), dtype=np.float32)
         if item_rows.shape[1] < s + 2 * m:  # the store keeps only the used slots
             item_rows = widen_session_rows(item_rows, m)
         user_rows = np.asarray(user_rows, dtype=np.float32)

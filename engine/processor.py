@@ -385,11 +385,17 @@ class StreamProcessor:
             )
         self.history = UserHistory.restore(self.config.history_limit, state.histories)
         self.recommender = self._new_recommender(state.model, state.params)
+        user_factors, item_factors = state.user_factors, state.item_factors
+        if not state.item_ids:
+            # The store keeps no rows of a model that has seen no item, so not their width
+            # either: take the empty rows of a new model of the same kind.
+            item_factors = self.recommender.export_items()[0]
+            user_factors = self.recommender.user_factors(np.arange(0, dtype=np.int64))
         self.recommender.load(
             state.user_ids,
             state.item_ids,
-            state.user_factors,
-            state.item_factors,
+            user_factors,
+            item_factors,
             state.item_bias,
             self.history,
         )

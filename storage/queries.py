@@ -217,7 +217,10 @@ def model_state(conn: sqlite3.Connection, checkpoint: Checkpoint) -> ModelState:
     rule = score_rule(conn, checkpoint.id)
     items = item_state(conn, rule)
     if items is None:
-        raise ValueError("checkpoint without item rows")
+        if conn.execute("SELECT 1 FROM items LIMIT 1").fetchone() is not None:
+            raise ValueError("checkpoint without item rows")
+        # A model that has seen no item yet (a worker started before its producers).
+        items = (np.zeros((0, 0), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32))
     item_factors, item_bias, item_counts = items
     user_ids = [row[0] for row in conn.execute("SELECT id FROM users ORDER BY idx")]
     if _has_table(conn, segments.USERS):
