@@ -22,7 +22,7 @@ from engine.broker import is_reachable
 from engine.consumer import BatchingApp, BatchingConsumer
 from engine.kafka import broker_credentials
 from engine.runtime import EngineRuntime
-from engine.settings import Settings, SettingsError, load_settings
+from engine.settings import Settings, SettingsError, ensure_datadir, load_settings
 from engine.throttle import throttle_library_logs
 from storage import StoreError
 
@@ -92,6 +92,15 @@ class EngineApp(BatchingApp):
                 raise SystemExit(2) from None
         await self._wait_for_broker()
 
+    def _create_directories(self) -> None:
+        """Faust's folders, parents included: RECO_DATADIR may be a folder not made yet."""
+        try:
+            ensure_datadir(settings)
+        except SettingsError as exc:
+            log.error("%s", exc)  # one line and exit code 2, as `python -m engine worker` does
+            raise SystemExit(2) from None
+        super()._create_directories()
+
     async def _wait_for_broker(self) -> None:
         """Wait until the broker accepts connections, saying so, instead of failing to start."""
         loop = asyncio.get_running_loop()
@@ -142,6 +151,7 @@ def app_options(settings: Settings) -> dict:
         "store": "memory://",
         "datadir": str(settings.datadir),
         "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication,
         # The embedded broker holds a group join for half the session timeout:
         # with these a worker joins in a few seconds instead of 30.
         "broker_session_timeout": 6,
@@ -202,7 +212,11 @@ def worker_argv(settings: Settings) -> list[str]:
 app = EngineApp(settings.group, **app_options(settings))
 
 events_topic = app.topic(
-    settings.topic, value_serializer="raw", key_serializer="raw", partitions=settings.partitions
+    settings.topic,
+    value_serializer="raw",
+    key_serializer="raw",
+    partitions=settings.partitions,
+    replicas=settings.replication,
 )
 
 import engine.agents  # noqa: E402, F401  (registers the agent and the checkpoint timer)

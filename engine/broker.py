@@ -42,13 +42,6 @@ def broker_command(port: int) -> list[str]:
     ]
 
 
-def host_port(broker_url: str) -> tuple[str, int]:
-    """('127.0.0.1', 19092) from 'kafka://127.0.0.1:19092' (first host of a list)."""
-    first = broker_url.split(";")[0].split(",")[0]
-    parsed = urlparse(first if "://" in first else f"kafka://{first}")
-    return parsed.hostname or HOST, parsed.port or 9092
-
-
 def bootstrap_addresses(broker_url: str) -> list[tuple[str, int]]:
     """Every (host, port) of a broker list such as 'kafka://a:9092;kafka://b:9092' or 'a:9092,b:9092'."""
     addresses = []
@@ -74,11 +67,10 @@ def is_listening(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def wait_for_broker(broker_url: str, timeout: float = 30.0) -> bool:
-    """Wait until the broker accepts TCP connections; False if ``timeout`` seconds pass."""
-    host, port = host_port(broker_url)
+    """Wait until any bootstrap address of the broker accepts TCP connections; False after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if is_listening(host, port):
+        if is_reachable(broker_url, timeout=0.5):
             return True
         time.sleep(0.1)
     return False

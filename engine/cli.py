@@ -11,13 +11,16 @@ import sys
 import time
 
 from engine.settings import (
+    COMPRESSIONS,
     DEFAULT_BROKER,
     DEFAULT_MODEL,
     ENCODINGS,
     ENV_FOR_FIELD,
     MODELS,
     SettingsError,
+    ensure_datadir,
     load_settings,
+    log_level,
 )
 
 log = logging.getLogger("engine")
@@ -26,10 +29,9 @@ log = logging.getLogger("engine")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
+        level = log_level(args.log_level)
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return args.run(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -40,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    # Every command takes --log-level, so it is given after the command's name.
+    logs = argparse.ArgumentParser(add_help=False)
+    logs.add_argument("--log-level", help="debug, info, warning, error (RECO_LOG_LEVEL, info)")
+    commands = _Commands(parser.add_subparsers(dest="command", required=True), logs)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-compatible broker")
     broker.add_argument("--port", type=int, default=int(os.environ.get("RECO_BROKER_PORT", 19092)))
@@ -62,7 +67,6 @@ def _parser() -> argparse.ArgumentParser:
         "--checkpoint-interval", help="seconds between checkpoints (RECO_CHECKPOINT_INTERVAL, 5)"
     )
     worker.add_argument("--partitions", help="partitions of the topic (RECO_PARTITIONS, 1)")
-    worker.add_argument("--log-level", help="debug, info, warning, error (RECO_LOG_LEVEL, info)")
     worker.add_argument(
         "--web-port", help="port of the live API on RECO_WEB_HOST (RECO_WEB_PORT, 6066)"
     )
@@ -105,6 +109,10 @@ def _parser() -> argparse.ArgumentParser:
         help="the live API for --closed-loop (RECO_API_URL, default http://127.0.0.1:RECO_WEB_PORT)",
     )
     produce.add_argument("--encoding", help="json or msgpack (RECO_ENCODING, json)")
+    produce.add_argument(
+        "--compression",
+        help=f"of the batches sent: {', '.join(COMPRESSIONS)} (RECO_COMPRESSION, none)",
+    )
     produce.set_defaults(run=_produce)
 
     evaluate = commands.add_parser(
@@ -121,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     bench = commands.add_parser("bench", help="benchmarks; each prints JSON figures")
-    benches = bench.add_subparsers(dest="bench", required=True)
+    benches = _Commands(bench.add_subparsers(dest="bench", required=True), logs)
     pipeline = benches.add_parser("pipeline", help="engine vs a no-op Faust agent, real broker")
     pipeline.add_argument("--events", type=int, help="events to send (default: all / 100,000)")
     pipeline.add_argument("--source", default="synthetic", help="'synthetic' or a MovieLens file")
@@ -174,6 +182,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Commands:
+    """Subcommands that all take the given parent parsers' options (--log-level)."""
+
+    def __init__(self, subparsers, *parents: argparse.ArgumentParser):
+        self._subparsers, self._parents = subparsers, list(parents)
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self._subparsers.add_parser(name, parents=self._parents, **kwargs)
+
+
 def _add_common(parser: argparse.ArgumentParser, db: bool = True) -> None:
     parser.add_argument("--broker", help=f"Kafka URL (env RECO_BROKER, default {DEFAULT_BROKER})")
     parser.add_argument("--topic", help="events topic (env RECO_TOPIC, default flurs-events)")
@@ -215,6 +233,7 @@ def _worker(args) -> int:
     from storage import StoreError, StoreWriter
 
     settings = _apply_flags(args)
+    ensure_datadir(settings)
     try:
         StoreWriter(settings.db).close()
     except StoreError as exc:
@@ -279,10 +298,12 @@ def _produce(args) -> int:
             broker=settings.broker,
             topic=settings.topic,
             partitions=settings.partitions,
+            replication=settings.replication,
             rate=args.rate,
             total=total,
             show_progress=None if not args.quiet else False,
             options=client_options(settings),
+            compression=None if settings.compression == "none" else settings.compression,
         )
     )
     elapsed = time.monotonic() - started

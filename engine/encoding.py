@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 import msgpack
+import orjson
 
 ENCODINGS = ("json", "msgpack")
 
@@ -47,3 +48,25 @@ def _reencode(message: bytes, encoding: str) -> bytes:
     except ValueError:
         return message
     return encode_event(event, encoding) if isinstance(event, dict) else message
+
+
+def event_key(message: bytes) -> bytes | None:
+    """The message's user id as its Kafka key (b"196" for 196 or "196"); None when it has none.
+
+    Kafka keeps the messages of one key in order on one partition, so every
+    event of a user reaches the worker that holds that user's state, in order.
+    Malformed messages have no key: they go wherever the producer puts them.
+    """
+    try:
+        event = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        try:
+            event = msgpack.unpackb(message)
+        except Exception:  # msgpack raises several unrelated types for garbage
+            return None
+    if not isinstance(event, dict):
+        return None
+    user = event.get("user")
+    if isinstance(user, bool) or not isinstance(user, int | str):
+        return None
+    return str(user).encode()

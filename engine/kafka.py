@@ -11,15 +11,18 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faust.auth import Credentials, SASLCredentials, SSLCredentials
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from engine.broker import host_port
+from engine.broker import bootstrap_addresses
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def bootstrap_servers(broker_url: str) -> str:
-    host, port = host_port(broker_url)
-    return f"{host}:{port}"
+    """'h1:9092,h2:9092' from Faust's 'kafka://h1:9092;h2:9092': every host, so any one may be down."""
+    return ",".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for host, port in bootstrap_addresses(broker_url)
+    )
 
 
 def broker_credentials(settings: Settings) -> Credentials | None:
@@ -59,18 +62,23 @@ def client_options(settings: Settings) -> dict[str, Any]:
 
 
 async def declare_topic(
-    broker_url: str, topic: str, partitions: int, options: dict[str, Any] | None = None
+    broker_url: str,
+    topic: str,
+    partitions: int,
+    options: dict[str, Any] | None = None,
+    replication: int = 1,
 ) -> None:
-    """Create ``topic`` with ``partitions`` unless it exists (the broker would make 4).
+    """Create ``topic`` with ``partitions`` and ``replication`` copies unless it exists.
 
-    ``options`` are aiokafka client arguments (see client_options); by default
-    a plaintext connection to ``broker_url``.
+    Left to itself the broker would create it with its own defaults (4
+    partitions on the embedded one). ``options`` are aiokafka client arguments
+    (see client_options); by default a plaintext connection to ``broker_url``.
     """
     options = options or {"bootstrap_servers": bootstrap_servers(broker_url)}
     admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
-        result = await admin.create_topics([NewTopic(topic, partitions, 1)])
+        result = await admin.create_topics([NewTopic(topic, partitions, replication)])
         for _, code, *_ in getattr(result, "topic_errors", []) or getattr(result, "topics", []):
             if code not in (0, TopicAlreadyExistsError.errno):
                 log.warning("declaring %s: broker error code %s", topic, code)

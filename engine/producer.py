@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
+from engine.encoding import event_key
 from engine.kafka import bootstrap_servers, declare_topic
 from engine.movielens import read_ratings
 from engine.progress import Progress
@@ -48,30 +50,33 @@ async def send_messages(
     broker: str,
     topic: str,
     partitions: int,
+    replication: int = 1,
     rate: float | None = None,
     total: int | None = None,
     show_progress: bool | None = None,
     options: dict[str, Any] | None = None,
+    compression: str | None = None,
 ) -> int:
     """Send ``messages`` in order, paced to ``rate`` events/s when given; returns the count.
 
-    ``messages`` may be an async iterable (the closed loop awaits the API between them).
-    ``options`` are aiokafka client arguments from engine.kafka.client_options
-    (TLS, SASL); by default a plaintext connection to ``broker``.
+    Each message is keyed by its user id, so a user's events stay in order on
+    one partition; the producer is idempotent with ``acks=all``, as
+    librdkafka-based clients are by default. ``messages`` may be an async
+    iterable (the closed loop awaits the API between them). ``options`` are
+    aiokafka client arguments from engine.kafka.client_options (TLS, SASL); by
+    default a plaintext connection to ``broker``. ``compression`` is gzip,
+    snappy, lz4 or zstd (None: uncompressed).
     """
     options = options or {"bootstrap_servers": bootstrap_servers(broker)}
-    await declare_topic(broker, topic, partitions, options)
-    producer = AIOKafkaProducer(**options, linger_ms=5, max_batch_size=256 * 1024, acks=1)
-    await producer.start()
+    await declare_topic(broker, topic, partitions, options, replication=replication)
+    producer = await _start_producer(options, compression)
     progress = Progress(total, enabled=show_progress)
     started = time.monotonic()
     sent = 0
     pending = []
     try:
         async for message in _aiter(messages):
-            # Keyless: the producer spreads messages over partitions; with one
-            # partition (the default) the topic keeps the source's order.
-            pending.append(await producer.send(topic, message))
+            pending.append(await producer.send(topic, message, key=event_key(message)))
             sent += 1
             progress.advance()
             if len(pending) >= 1000:
@@ -89,6 +94,36 @@ async def send_messages(
         await producer.stop()
         progress.close()
     return sent
+
+
+async def _start_producer(options: dict[str, Any], compression: str | None) -> AIOKafkaProducer:
+    """An idempotent producer with ``acks=all``, or one without idempotence if the broker has none.
+
+    Idempotence needs a producer id from the broker (InitProducerId), which
+    the embedded broker does not grant. Without it acks=all still waits for
+    every in-sync replica, but a send retried after a lost answer may be
+    written twice.
+    """
+    settings = {"linger_ms": 5, "max_batch_size": 256 * 1024, "compression_type": compression}
+    producer = AIOKafkaProducer(**options, **settings, acks="all", enable_idempotence=True)
+    sender_log = logging.getLogger("aiokafka.producer.sender")
+    level = sender_log.level
+    sender_log.setLevel(logging.CRITICAL)  # its refusal is said once, below, as a warning
+    try:
+        await producer.start()
+        return producer
+    except KafkaError as exc:
+        await producer.stop()
+        log.warning(
+            "the broker grants no producer id for idempotence (%r); sending with acks=all "
+            "without it (a retried send may be written twice)",
+            exc,
+        )
+    finally:
+        sender_log.setLevel(level)
+    producer = AIOKafkaProducer(**options, **settings, acks="all")
+    await producer.start()
+    return producer
 
 
 async def _aiter(messages: Iterable[bytes] | AsyncIterable[bytes]) -> AsyncIterator[bytes]:

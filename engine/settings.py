@@ -7,6 +7,7 @@ before anything reads it), and defaults run on a laptop with nothing set.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ MODELS = ("hybrid", "popular", "mf", "bprmf", "userknn", "sketch", "fm")
 DEFAULT_MODEL = "hybrid"
 DEFAULT_BROKER = "kafka://127.0.0.1:19092"
 ENCODINGS = ("json", "msgpack")  # as engine.encoding; a test checks the two agree
+# Codecs a producer may compress batches with; the engine decodes all of them.
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 class SettingsError(ValueError):
@@ -28,6 +31,7 @@ class Settings:
     broker: str = DEFAULT_BROKER
     topic: str = "flurs-events"
     partitions: int = 1
+    replication: int = 1  # copies of each partition of the topics the engine or producer creates
     db: Path = Path("data/reco.db")
     group: str = "reco-engine"
     model: str = DEFAULT_MODEL
@@ -44,6 +48,7 @@ class Settings:
     datadir: Path = Path("data/faust")
     log_level: str = "info"
     encoding: str = "json"  # of the events on the topic: json or msgpack (engine.encoding)
+    compression: str = "none"  # of the batches our producer sends: one of COMPRESSIONS
     event_loop: str = "uvloop"  # Faust's event loop: uvloop or aio (asyncio's own)
     keep_rejected: int = 10_000  # rejected messages kept in the store, newest first
     # Connection security for a real Kafka; the embedded broker speaks PLAINTEXT.
@@ -72,6 +77,7 @@ _ENV = {
     "RECO_BROKER": "broker",
     "RECO_TOPIC": "topic",
     "RECO_PARTITIONS": "partitions",
+    "RECO_REPLICATION": "replication",
     "RECO_DB": "db",
     "RECO_GROUP": "group",
     "RECO_MODEL": "model",
@@ -88,6 +94,7 @@ _ENV = {
     "RECO_DATADIR": "datadir",
     "RECO_LOG_LEVEL": "log_level",
     "RECO_ENCODING": "encoding",
+    "RECO_COMPRESSION": "compression",
     "RECO_EVENT_LOOP": "event_loop",
     "RECO_KEEP_REJECTED": "keep_rejected",
     "RECO_BROKER_SECURITY_PROTOCOL": "broker_security_protocol",
@@ -117,9 +124,39 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if raw is None or raw == "":
             continue
         values[name] = _parse(env, raw, type(getattr(defaults, name)))
+    if "datadir" not in values:  # beside the store, so that --db elsewhere leaves no data/ here
+        values["datadir"] = values.get("db", defaults.db).parent / "faust"
     settings = Settings(**values)
     validate(settings)
     return settings
+
+
+def ensure_datadir(settings: Settings) -> Path:
+    """Create Faust's working folder and its parents; SettingsError if that cannot be done."""
+    try:
+        settings.datadir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"RECO_DATADIR={settings.datadir} cannot be created ({exc.strerror}): "
+            "give a folder this user may write"
+        ) from None
+    return settings.datadir
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def log_level(flag: str | None = None, environ: dict[str, str] | None = None) -> int:
+    """The logging level of ``--log-level`` or else RECO_LOG_LEVEL (info); SettingsError if bad.
+
+    Read apart from the other settings, so that every command logs as asked,
+    including those that read no other setting.
+    """
+    environ = os.environ if environ is None else environ
+    name = (flag or environ.get("RECO_LOG_LEVEL") or "info").lower()
+    if name not in LOG_LEVELS:
+        _fail("RECO_LOG_LEVEL", name, "use debug, info, warning or error")
+    return getattr(logging, name.upper())
 
 
 def validate(s: Settings) -> None:
@@ -130,6 +167,7 @@ def validate(s: Settings) -> None:
     if s.model not in MODELS:
         _fail("RECO_MODEL", s.model, f"choose one of {', '.join(MODELS)}")
     _positive("RECO_PARTITIONS", s.partitions)
+    _positive("RECO_REPLICATION", s.replication)
     if not 0.0 <= s.eval_fraction <= 1.0:
         _fail("RECO_EVAL_FRACTION", s.eval_fraction, "use a fraction between 0 and 1")
     _positive("RECO_CHECKPOINT_INTERVAL", s.checkpoint_interval)
@@ -154,7 +192,9 @@ def validate(s: Settings) -> None:
         _fail("RECO_EVENT_LOOP", s.event_loop, "use uvloop or aio")
     if s.encoding not in ENCODINGS:
         _fail("RECO_ENCODING", s.encoding, f"use one of {', '.join(ENCODINGS)}")
-    if s.log_level.lower() not in ("debug", "info", "warning", "error"):
+    if s.compression not in COMPRESSIONS:
+        _fail("RECO_COMPRESSION", s.compression, f"use one of {', '.join(COMPRESSIONS)}")
+    if s.log_level.lower() not in LOG_LEVELS:
         _fail("RECO_LOG_LEVEL", s.log_level, "use debug, info, warning or error")
     if s.db.exists() and s.db.is_dir():
         _fail("RECO_DB", s.db, "it is a folder; give a file path such as data/reco.db")

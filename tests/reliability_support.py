@@ -180,10 +180,17 @@ class PacedProducer(threading.Thread):
 class Worker:
     """`python -m engine worker` as a child process, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, command: list[str] | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        command: list[str] | None = None,
+        cwd: Path = REPO,
+    ):
         self.env = env
         self.log_path = log_path
         self.command = command or [PYTHON, "-m", "engine", "worker"]
+        self.cwd = cwd
         self.process: subprocess.Popen | None = None
         self._log_offset = 0
 
@@ -191,7 +198,7 @@ class Worker:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "a") as log:
             self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO
+                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd
             )
         return self
 
