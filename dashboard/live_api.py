@@ -41,11 +41,19 @@ class LiveRecommendations:
     variant: str  # the user's A/B variant: "model" or "baseline"
 
 
-def recommend(api_url: str, user: str, n: int, timeout_s: float = TIMEOUT_S) -> LiveRecommendations:
-    """Ask the API at ``api_url`` for ``user``'s top ``n``; raises ApiUnavailable."""
+def recommend(
+    api_url: str, user: str, n: int, token: str = "", timeout_s: float = TIMEOUT_S
+) -> LiveRecommendations:
+    """Ask the API at ``api_url`` for ``user``'s top ``n``; raises ApiUnavailable.
+
+    ``token`` is the API's bearer token (RECO_API_TOKEN), which a worker
+    serving other machines requires.
+    """
     url = f"{api_url.rstrip('/')}/recommend/{quote(user, safe='')}?n={n}&preview=1"
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             body = json.load(response)
         return LiveRecommendations(
             user=str(body["user"]),

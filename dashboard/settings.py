@@ -26,6 +26,7 @@ class Settings:
     overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD
     refresh_s: float = DEFAULT_REFRESH_S  # how often live panels reload, seconds
     api_url: str = DEFAULT_API_URL  # the engine's live API, asked first by the Recommend page
+    api_token: str = field(default="", repr=False)  # its bearer token, if it requires one
     problems: tuple[str, ...] = field(default=(), compare=False)
 
 
@@ -65,5 +66,6 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         overlap_threshold=number("RECO_OVERLAP_THRESHOLD", DEFAULT_OVERLAP_THRESHOLD, 0.0, 1.0),
         refresh_s=number("RECO_DASHBOARD_REFRESH_S", DEFAULT_REFRESH_S, 0.5, 3600.0),
         api_url=api_url,
+        api_token=environ.get("RECO_API_TOKEN", "").strip(),
         problems=tuple(problems),
     )

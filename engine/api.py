@@ -12,6 +12,7 @@ what it cannot take in time, so events keep flowing.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 
@@ -137,14 +138,36 @@ handler_stats = HandlerStats()
 loop_share = LoopShare(settings.api_max_share)
 
 
+# Paths anyone who reaches the port may read, so that orchestrators and
+# Prometheus need no secret; they tell nothing about any user.
+OPEN_PATHS = frozenset({"/health", "/health/live", "/metrics"})
+
+
+def authorized(request: aiohttp_web.Request, token: str) -> bool:
+    """True when no token is set or the request carries it as ``Authorization: Bearer``."""
+    if not token or request.path in OPEN_PATHS:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared in constant time, so the answer's timing tells nothing of the token.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+
 @aiohttp_web.middleware
 async def guard(request: aiohttp_web.Request, handler) -> aiohttp_web.StreamResponse:
     """Admit requests within the API's share of the loop; answer every error in JSON.
 
-    aiohttp's own errors (unknown path, wrong method) become ``{"error": ...}``
-    too. /health is always admitted, so the worker can be watched under load.
+    Without the bearer token (RECO_API_TOKEN, when set) a request gets 401 and
+    counts for nothing. aiohttp's own errors (unknown path, wrong method)
+    become ``{"error": ...}`` too. The open paths are always admitted, so the
+    worker can be watched under load.
     """
-    if request.path != "/health" and not await loop_share.admit():
+    if not authorized(request, settings.api_token):
+        return aiohttp_web.json_response(
+            {"error": "unauthorized: send the API token as 'Authorization: Bearer TOKEN'"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if request.path not in OPEN_PATHS and not await loop_share.admit():
         return aiohttp_web.json_response(
             {"error": "busy: more requests than the API's share of the worker; retry"},
             status=503,

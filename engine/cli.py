@@ -273,7 +273,7 @@ def _produce(args) -> int:
             from engine.closed_loop import ClosedLoop
             from engine.synthetic import SyntheticStream
 
-            loop = ClosedLoop(SyntheticStream(config), settings.api)
+            loop = ClosedLoop(SyntheticStream(config), settings.api, api_token=settings.api_token)
             log.info("closed loop: users ask %s for recommendations", settings.api)
             messages = loop.messages(args.events)
         else:

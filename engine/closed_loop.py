@@ -62,10 +62,16 @@ class ClosedLoop:
     """Organic events from ``stream``, with the users' reactions to the API's lists in between."""
 
     def __init__(
-        self, stream: SyntheticStream, api_url: str, config: ClosedLoopConfig = ClosedLoopConfig()
+        self,
+        stream: SyntheticStream,
+        api_url: str,
+        config: ClosedLoopConfig = ClosedLoopConfig(),
+        api_token: str = "",
     ):
         self.stream = stream
         self.api_url = api_url.rstrip("/")
+        # The live API's bearer token (RECO_API_TOKEN), for a worker serving other machines.
+        self._headers = {"Authorization": f"Bearer {api_token}"} if api_token else {}
         self.config = config
         # Its own generator: the organic stream stays what it is for a given seed.
         self.rng = np.random.default_rng(config.seed)
@@ -79,7 +85,7 @@ class ClosedLoop:
         events a recommendation caused."""
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         sent = 0
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=self._headers) as session:
             while limit is None or sent < limit:
                 batch = [self.stream.next_message()]
                 if self.rng.random() < self.config.request_share:

@@ -6,6 +6,7 @@ before anything reads it), and defaults run on a laptop with nothing set.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -65,6 +66,7 @@ class Settings:
     ab_baseline_fraction: float = 0.2  # share of users the API serves popularity instead
     api_url: str = ""  # where clients (the closed-loop producer) find the API; "" = local
     api_max_share: float = 0.5  # most of the worker's time the API may take under load
+    api_token: str = field(default="", repr=False)  # bearer token the live API requires
 
     @property
     def api(self) -> str:
@@ -110,6 +112,7 @@ _ENV = {
     "RECO_AB_BASELINE_FRACTION": "ab_baseline_fraction",
     "RECO_API_URL": "api_url",
     "RECO_API_MAX_SHARE": "api_max_share",
+    "RECO_API_TOKEN": "api_token",
 }
 ENV_FOR_FIELD = {name: env for env, name in _ENV.items()}
 
@@ -144,6 +147,17 @@ def ensure_datadir(settings: Settings) -> Path:
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_TOKEN_LENGTH = 16
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine reaches: 127.0.0.0/8, ::1, localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 def log_level(flag: str | None = None, environ: dict[str, str] | None = None) -> int:
@@ -186,6 +200,16 @@ def validate(s: Settings) -> None:
         _fail("RECO_AB_BASELINE_FRACTION", s.ab_baseline_fraction, "use a fraction between 0 and 1")
     if not 0.0 < s.api_max_share <= 1.0:
         _fail("RECO_API_MAX_SHARE", s.api_max_share, "use a fraction above 0, at most 1")
+    if s.api_token and len(s.api_token) < MIN_TOKEN_LENGTH:
+        raise SettingsError(
+            f"RECO_API_TOKEN is too short to be a secret: use at least {MIN_TOKEN_LENGTH} "
+            "characters (python -c 'import secrets; print(secrets.token_urlsafe())')"
+        )
+    if not s.api_token and not is_loopback(s.web_host):
+        raise SettingsError(
+            f"RECO_WEB_HOST={s.web_host} serves the live API to other machines: set "
+            "RECO_API_TOKEN to a secret that clients must send (or bind 127.0.0.1)"
+        )
     if s.api_url and not s.api_url.startswith(("http://", "https://")):
         _fail("RECO_API_URL", s.api_url, "use http://HOST:PORT")
     if s.event_loop not in ("uvloop", "aio"):

@@ -88,9 +88,11 @@ class StubApi(BaseHTTPRequestHandler):
 
     variant = "model"
     paths: list[str] = []
+    authorizations: list[str | None] = []
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server spelling)
         StubApi.paths.append(self.path)
+        StubApi.authorizations.append(self.headers.get("Authorization"))
         user = unquote(urlparse(self.path).path.rsplit("/", 1)[-1])
         body = {
             "user": user,
@@ -115,7 +117,7 @@ class StubApi(BaseHTTPRequestHandler):
 
 @contextmanager
 def stub_api(variant: str = "model") -> Iterator[str]:
-    StubApi.variant, StubApi.paths = variant, []
+    StubApi.variant, StubApi.paths, StubApi.authorizations = variant, [], []
     server = ThreadingHTTPServer(("127.0.0.1", 0), StubApi)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -144,6 +146,16 @@ def test_recommend_shows_the_live_list_when_the_api_answers(tmp_path, monkeypatc
     assert table["Name"].tolist() == ["Straight from the model", "—"]
     assert any("Live, model hybrid (A/B variant model)" in c.value for c in at.caption)
     assert not at.info
+
+
+def test_recommend_sends_the_api_token_when_one_is_set(tmp_path, monkeypatch):
+    db = write_online_store(tmp_path / "reco.db")
+    with stub_api() as url:
+        look_up(open_page(db, "views/recommend.py", monkeypatch, url), "u1")
+        assert StubApi.authorizations == [None]
+        monkeypatch.setenv("RECO_API_TOKEN", "a-long-enough-secret-for-tests")
+        look_up(open_page(db, "views/recommend.py", monkeypatch, url), "u1")
+        assert StubApi.authorizations == [None, "Bearer a-long-enough-secret-for-tests"]
 
 
 def test_recommend_says_when_the_user_is_in_the_baseline_group(tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ def look_up(config: Settings, checkpoint_id: int, user: str, n: int) -> Lookup:
         return Lookup(user=user, n=n, problem=f"That user id cannot be looked up: {exc}.")
     path, api_problem = config.db, None
     try:
-        recommendations = live_api.recommend(config.api_url, user, n)
+        recommendations = live_api.recommend(config.api_url, user, n, config.api_token)
     except live_api.ApiUnavailable as exc:
         recommendations, api_problem = None, str(exc)
     try:
