@@ -57,15 +57,37 @@ class RecommendView(web.View):
 
 @app.page("/health")
 class HealthView(web.View):
-    """Whether the worker runs, and the newest event and checkpoint it has."""
+    """Readiness: 200 while the worker consumes and checkpoints, else 503 with the reasons."""
 
     async def get(self, request: web.Request) -> web.Response:
         runtime = getattr(self.app, "runtime", None)
         if runtime is None:
-            return self.json({"ok": False, "error": "the engine is starting"}, status=503)
+            return self.json(
+                {"ok": False, "reasons": ["the engine is starting"], "error": "starting"},
+                status=503,
+            )
+        health = runtime.health(assigned_partitions())
         return self.json(
-            {**runtime.health(), **handler_stats.as_dict(), "event_loop": event_loop_name()}
+            {**health, **handler_stats.as_dict(), "event_loop": event_loop_name()},
+            status=200 if health["ok"] else 503,
         )
+
+
+@app.page("/health/live")
+class LivenessView(web.View):
+    """Liveness: the process is up and its event loop answers (200), whatever else holds."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        return self.json({"live": True})
+
+
+def assigned_partitions() -> list[int]:
+    """The events topic's partitions assigned to this worker now, in order."""
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:  # no consumer yet, or between assignments
+        return []
+    return sorted(tp.partition for tp in assignment if tp.topic == settings.topic)
 
 
 def event_loop_name() -> str:

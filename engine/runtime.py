@@ -8,6 +8,7 @@ import time
 
 from engine.broker import is_reachable
 from engine.checkpointer import Checkpointer, CheckpointFailed
+from engine.health import not_ready_reasons
 from engine.kernels import warm_up
 from engine.live import LiveService
 from engine.online import ClickLog
@@ -83,6 +84,8 @@ class EngineRuntime:
         self.redelivered = 0  # messages seen again after a seek back; not counted twice
         self._held: list[tuple[bytes | None, int, int]] = []  # see hold()
         self.last_checkpoint_time: float | None = None  # Unix seconds of the last write
+        # Unix seconds of the first of the failed writes since the last one that succeeded.
+        self.checkpoint_failing_since: float | None = None
         latest = self.checkpointer.open()
         if latest is None:
             log.info(
@@ -117,12 +120,21 @@ class EngineRuntime:
         names, self._names_cursor = self.checkpointer.item_names_now()
         self.live.add_names(names)
 
-    def health(self) -> dict:
-        """The worker's state for GET /health: times in Unix seconds."""
+    def health(self, partitions: list[int]) -> dict:
+        """The worker's state for GET /health, given the partitions assigned to it.
+
+        ``ok`` is whether it is ready (engine.health), with the ``reasons``
+        when it is not; times are Unix seconds.
+        """
         processor = self.processor
         clicks = self.live.clicks
+        reasons = not_ready_reasons(
+            self.broker.stalled_since, self.checkpoint_failing_since, partitions
+        )
         return {
-            "ok": True,
+            "ok": not reasons,
+            "reasons": reasons,
+            "partitions": partitions,
             "model": processor.recommender.model,
             "events": processor.totals.received,
             "users": processor.recommender.n_users,
@@ -253,8 +265,12 @@ class EngineRuntime:
         except CheckpointFailed:
             raise
         except Exception:
-            return  # the checkpointer logged it and keeps the write for the next attempt
+            # The checkpointer logged it and keeps the write for the next attempt.
+            if self.checkpoint_failing_since is None:
+                self.checkpoint_failing_since = write.time
+            return
         self.last_checkpoint_time = write.time
+        self.checkpoint_failing_since = None
         if self.checkpointer.closed:
             return  # the worker stopped meanwhile; its final checkpoint came after this one
         # Producers record item names at any time; pick up the new ones for the API.

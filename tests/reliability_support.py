@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,20 @@ def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
             return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
+
+
+def health(api: str, path: str = "/health") -> tuple[int, list[str]]:
+    """A worker's answer to its health check: (HTTP status, reasons it is not ready).
+
+    (0, [error]) while nothing answers on ``api``.
+    """
+    try:
+        with urllib.request.urlopen(f"{api}{path}", timeout=5) as response:
+            return response.status, json.load(response).get("reasons", [])
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.load(exc).get("reasons", [])
+    except OSError as exc:
+        return 0, [str(exc)]
 
 
 def latest(db: Path) -> Checkpoint | None:

@@ -17,6 +17,7 @@ from tests.reliability_support import (
     KnownStream,
     Worker,
     engine_env_with,
+    health,
     latest,
     send,
     wait_for,
@@ -50,9 +51,15 @@ def test_a_broker_outage_is_reported_survived_and_counted_once(engine_env, tmp_p
             "the events sent before the outage",
         )
         assert ahead.broker_connected is True and ahead.stalled_since is None
+        api = f"http://127.0.0.1:{env['RECO_WEB_PORT']}"
+        assert health(api) == (200, [])
 
         broker.stop()
         down_at = time.time()
+        # The readiness probe says so within 10 s; the liveness probe stays up.
+        status, reasons = wait_for(lambda: (h := health(api))[0] == 503 and h, 10, "a 503")
+        assert reasons[0].startswith("broker unreachable since "), reasons
+        assert health(api, "/health/live")[0] == 200
         stalled = wait_for(
             lambda: (c := latest(db)) and c.broker_connected is False and c,
             OUTAGE_S - 5,
@@ -77,6 +84,7 @@ def test_a_broker_outage_is_reported_survived_and_counted_once(engine_env, tmp_p
         )
         time.sleep(3)  # anything counted twice would show up by now
         final = latest(db)
+        wait_for(lambda: health(api) == (200, []), 30, "/health ready again")
         # SIGTERM while the broker is away: still a final checkpoint and exit 0.
         broker.stop()
         wait_for(lambda: latest(db).broker_connected is False, 30, "the second outage")

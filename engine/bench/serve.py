@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -320,6 +321,8 @@ def _get(url: str) -> dict | None:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
             return json.load(response)
+    except urllib.error.HTTPError as exc:  # /health answers 503, with its figures, when not ready
+        return json.load(exc)
     except OSError:
         return None
 
