@@ -9,7 +9,6 @@ invalidates them while repeated page refreshes are served from the cache.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields
@@ -29,11 +28,13 @@ from storage import (
     StoreError,
     StoreMissing,
     StoreReader,
+    reason_kind,
     validate_user_id,
 )
 
 __all__ = [
     "MAX_N",
+    "reason_kind",
     "MAX_USER_ID_LENGTH",
     "Checkpoint",
     "Recommendations",
@@ -61,7 +62,6 @@ MAX_BARS = 60
 MAX_REASONS = 7
 
 # Particulars such as "(70000 bytes > 65536)" or ", not list" vary per message.
-_DETAILS = re.compile(r"\s*\([^)]*\)|,\s*not\s.*$")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -151,12 +151,6 @@ def recommend(path: str, checkpoint_id: int, user: str, n: int) -> Recommendatio
 def history(path: str, checkpoint_id: int, user: str, limit: int = 20) -> pd.DataFrame:
     """The user's most recent positive items, newest first: item, name, time."""
     return _friendly(_history, path, checkpoint_id, check_user_id(user), limit)
-
-
-def reason_kind(reason: str) -> str:
-    """A rejection reason without its particulars, for grouping: "payload too large (N bytes)"
-    becomes "payload too large"."""
-    return _DETAILS.sub("", reason).strip() or reason
 
 
 def _bucket_for(seconds: float) -> float:

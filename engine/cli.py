@@ -435,6 +435,7 @@ def _status(args) -> int:
                 "accepted": totals.accepted,
                 "positive": totals.positive,
                 "rejected": totals.rejected,
+                "rejected_by_reason": checkpoint.rejected_by_reason,
                 "users": checkpoint.users,
                 "items": checkpoint.items,
                 "offsets": {str(p): o for p, o in sorted(checkpoint.offsets.items())},

@@ -216,13 +216,13 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise InvalidEvent(f"duplicate key {key[:40]!r}")
+                raise InvalidEvent(f"duplicate key ({key[:40]!r})")
             seen.add(key)
     return data
 
 
 def _no_constants(name: str):
-    raise InvalidEvent(f"non-finite number {name}")
+    raise InvalidEvent(f"non-finite number ({name})")
 
 
 def _id(data: dict, field: str) -> str:

@@ -28,6 +28,7 @@ from storage.records import (
     ModelState,
     RejectedEvent,
     Totals,
+    reason_kind,
 )
 from storage.transient import transient_arrays
 
@@ -90,6 +91,7 @@ class StreamProcessor:
         self.recommender = self._new_recommender(config.model, config.model_params)
         self.popularity = PopularityCounts()  # positive events per item: the baseline
         self.totals = Totals()
+        self.rejected_by_reason: dict[str, int] = {}  # storage.reason_kind -> count, since start
         self.offsets: dict[int, int] = {}
         self._rng = Draws(config.seed + 1)
         self.timings = Timings()
@@ -297,6 +299,8 @@ class StreamProcessor:
 
     def _reject(self, reason: str, raw: bytes | None, partition: int, offset: int) -> None:
         self.totals.rejected += 1
+        kind = reason_kind(reason)
+        self.rejected_by_reason[kind] = self.rejected_by_reason.get(kind, 0) + 1
         log.debug("rejected message at %s:%s: %s", partition, offset, reason)
         if len(self._rejected) < MAX_REJECTED_PER_INTERVAL:
             self._rejected.append(
@@ -367,6 +371,7 @@ class StreamProcessor:
             history_added=added,
             history_removed=removed,
             rejected=self._rejected,
+            rejected_by_reason=dict(self.rejected_by_reason),
             rng_state=self._rng.state,
         )
         self._users_at_checkpoint, self._items_at_checkpoint = rec.n_users, rec.n_items
@@ -401,6 +406,7 @@ class StreamProcessor:
         )
         self.popularity = PopularityCounts.from_array(state.item_counts)
         self.totals = Totals(**vars(checkpoint.totals))
+        self.rejected_by_reason = dict(checkpoint.rejected_by_reason)
         self.offsets = dict(checkpoint.offsets)
         self._users_at_checkpoint, self._items_at_checkpoint = (
             len(state.user_ids),

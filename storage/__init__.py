@@ -16,6 +16,7 @@ from storage.records import (
     RejectedCount,
     RejectedEvent,
     Totals,
+    reason_kind,
 )
 from storage.writer import StoreWriter
 
@@ -41,5 +42,6 @@ __all__ = [
     "StoreReader",
     "StoreWriter",
     "Totals",
+    "reason_kind",
     "validate_user_id",
 ]

@@ -19,24 +19,31 @@ _CHECKPOINT_COLUMNS_0001 = (
     "factor_change, panel_overlap, total_received, total_accepted, total_positive, "
     "total_rejected, total_evaluated, total_model_hits, total_popular_hits"
 )
-_CHECKPOINT_COLUMNS = _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state"
+# Each later migration's columns, and what a store from before it reads as instead.
+_LATER_COLUMNS = (
+    ("broker_connected, stalled_since, rng_state", "NULL, NULL, NULL"),  # 0002
+    ("rejected_by_reason", "NULL"),  # 0012
+)
 
 
 def latest_checkpoint(conn: sqlite3.Connection) -> Checkpoint | None:
-    try:
-        row = conn.execute(
-            f"SELECT {_CHECKPOINT_COLUMNS} FROM checkpoints ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    except sqlite3.OperationalError as exc:
-        if "no such column" not in str(exc):
-            raise
-        # A store no engine of this version has opened yet (a reader cannot
-        # migrate it): its checkpoints say nothing about the broker.
-        row = conn.execute(
-            f"SELECT {_CHECKPOINT_COLUMNS_0001}, NULL, NULL, NULL FROM checkpoints "
-            "ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-    return _checkpoint_from_row(row) if row else None
+    # A store no engine of this version has opened yet (a reader cannot
+    # migrate it) lacks the later columns: its checkpoints say nothing of them.
+    for known in range(len(_LATER_COLUMNS), -1, -1):
+        columns = [_CHECKPOINT_COLUMNS_0001]
+        columns += [
+            real if n < known else missing for n, (real, missing) in enumerate(_LATER_COLUMNS)
+        ]
+        try:
+            row = conn.execute(
+                f"SELECT {', '.join(columns)} FROM checkpoints ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such column" not in str(exc) or not known:
+                raise
+            continue
+        return _checkpoint_from_row(row) if row else None
+    return None
 
 
 def _checkpoint_from_row(row: tuple) -> Checkpoint:
@@ -64,7 +71,8 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         panel_overlap,
         *rest,
     ) = row
-    *totals, broker_connected, stalled_since, rng_state = rest
+    *counts, broker_connected, stalled_since, rng_state, rejected_by_reason = rest
+    totals = Totals(*counts)
     return Checkpoint(
         id=id_,
         time=time,
@@ -72,7 +80,7 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         params=json.loads(params),
         topic=topic,
         offsets={int(p): o for p, o in json.loads(offsets).items()},
-        totals=Totals(*totals),
+        totals=totals,
         interval=IntervalMetrics(
             interval_s=interval_s,
             received=received,
@@ -93,7 +101,15 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         broker_connected=None if broker_connected is None else bool(broker_connected),
         stalled_since=stalled_since,
         rng_state=None if rng_state is None else json.loads(rng_state),
+        rejected_by_reason=_rejected_by_reason(rejected_by_reason, totals.rejected),
     )
+
+
+def _rejected_by_reason(stored: str | None, rejected: int) -> dict[str, int]:
+    """The stored counts by kind; a checkpoint from before 0012 has only its total to give."""
+    if stored is not None:
+        return json.loads(stored)
+    return {"counted before reasons were kept": rejected} if rejected else {}
 
 
 def item_state(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +40,21 @@ class OnlinePoint:
     @property
     def impressions_per_s(self) -> float:
         return self.impressions / self.interval_s if self.interval_s else 0.0
+
+
+# A reason's particulars: "(...)" anywhere, or ", not ..." at its end.
+_PARTICULARS = re.compile(r"\s*\([^)]*\)|,\s*not\s.*$")
+
+
+def reason_kind(reason: str) -> str:
+    """A rejection reason without its particulars: a label of few values, for counting by kind.
+
+    >>> reason_kind("payload too large (70000 bytes > 65536)")
+    'payload too large'
+    >>> reason_kind("'rating' must be a number, not a string")
+    "'rating' must be a number"
+    """
+    return _PARTICULARS.sub("", reason).strip() or reason
 
 
 @dataclass(frozen=True)
@@ -136,6 +152,8 @@ class CheckpointWrite:
     history_added: list[tuple[int, int, float, int]]  # (user, item, event time, seq)
     history_removed: list[tuple[int, int]]  # (user, item) evicted by the per-user bound
     rejected: list[RejectedEvent] = field(default_factory=list)
+    # Rejected messages since the store was created, by reason_kind(); sums to totals.rejected.
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
     broker_connected: bool | None = None  # None: not known (e.g. written offline)
     stalled_since: float | None = None  # Unix seconds the broker became unreachable
     rng_state: dict | None = None  # the engine's random draws, to continue them on restore
@@ -162,6 +180,9 @@ class Checkpoint:
     broker_connected: bool | None = None
     stalled_since: float | None = None  # Unix seconds; None while connected
     rng_state: dict | None = None  # numpy bit generator state at the checkpoint
+    # Rejected messages since the store was created, by reason_kind(); empty in
+    # stores written before migration 0012, which counted only the total.
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def stalled(self) -> bool:

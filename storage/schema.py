@@ -317,3 +317,16 @@ def _rows_to_segments(db: Database, table: str, query: str, params: list) -> Non
                 scalars,
             ],
         )
+
+
+@migrations(name="0012_rejected_by_reason")
+def rejected_by_reason(db: Database) -> None:
+    _run_statements(
+        db,
+        """
+        -- Rejected messages since the store was created, per kind of reason
+        -- (storage.records.reason_kind), as a JSON object; NULL in checkpoints
+        -- written before, which counted only the total.
+        ALTER TABLE checkpoints ADD COLUMN rejected_by_reason TEXT;
+        """,
+    )

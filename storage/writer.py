@@ -110,9 +110,10 @@ class StoreWriter:
             "items, interval_s, received, accepted, positive, rejected, evaluated, model_hits, "
             "popular_hits, update_us, evaluate_us, lag, factor_change, panel_overlap, "
             "total_received, total_accepted, total_positive, total_rejected, total_evaluated, "
-            "total_model_hits, total_popular_hits, broker_connected, stalled_since, rng_state) "
+            "total_model_hits, total_popular_hits, broker_connected, stalled_since, rng_state, "
+            "rejected_by_reason) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?, ?, ?)",
+            "?, ?, ?, ?, ?, ?)",
             [
                 cp.time,
                 cp.topic,
@@ -139,6 +140,7 @@ class StoreWriter:
                 None if cp.broker_connected is None else int(cp.broker_connected),
                 cp.stalled_since,
                 None if cp.rng_state is None else json.dumps(cp.rng_state),
+                json.dumps(cp.rejected_by_reason),
             ],
         )
         return cursor.lastrowid
