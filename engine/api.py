@@ -18,11 +18,14 @@ import time
 
 from aiohttp import web as aiohttp_web
 from faust import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from engine.agents import lag_by_partition
 from engine.app import app, settings
 from engine.events import MAX_ID_LENGTH, InvalidEvent, check_id
 from engine.live import LiveRecommendations
 from engine.loopshare import LoopShare
+from engine.metrics import WorkerMetrics
 from storage import MAX_N
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,15 @@ class LivenessView(web.View):
 
     async def get(self, request: web.Request) -> web.Response:
         return self.json({"live": True})
+
+
+@app.page("/metrics")
+class MetricsView(web.View):
+    """The worker's figures in the Prometheus text format (engine.metrics)."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        return aiohttp_web.Response(body=generate_latest(metrics.registry), headers=headers)
 
 
 def assigned_partitions() -> list[int]:
@@ -158,6 +170,18 @@ class HandlerStats:
 
 handler_stats = HandlerStats()
 loop_share = LoopShare(settings.api_max_share)
+metrics = WorkerMetrics(
+    runtime=lambda: getattr(app, "runtime", None),
+    partitions=assigned_partitions,
+    lag=lambda: lag_by_partition() or {},
+    api=lambda: {"handled": handler_stats.handled, "refused": loop_share.refused},
+)
+
+
+@app.task
+async def observe_checkpoints() -> None:
+    """Time every checkpoint into /metrics' histogram, once the runtime exists."""
+    app.runtime.checkpoint_listeners.append(metrics.observe_checkpoint)
 
 
 # Paths anyone who reaches the port may read, so that orchestrators and
@@ -209,7 +233,9 @@ async def guard(request: aiohttp_web.Request, handler) -> aiohttp_web.StreamResp
         )
     finally:
         cpu = time.thread_time() - cpu_started
-        handler_stats.add(time.perf_counter() - started, cpu)
+        seconds = time.perf_counter() - started
+        handler_stats.add(seconds, cpu)
+        metrics.request_seconds.observe(seconds)
         # CPU time, not wall time: a handler the OS paused took nothing from the
         # events, and charging the pause would make the next requests wait for it.
         loop_share.spend(cpu + REQUEST_OVERHEAD_S)

@@ -126,6 +126,8 @@ class ClickLog:
         self._counts = {variant: [0, 0] for variant in VARIANTS}  # [impressions, clicks]
         self.impressions = 0  # since start
         self.clicks = 0
+        # Per variant since start, [impressions, clicks]: what /metrics exports.
+        self.by_variant = {variant: [0, 0] for variant in VARIANTS}
 
     def __len__(self) -> int:
         """Impressions held (some may be clicked or pushed out, not yet expired)."""
@@ -135,6 +137,7 @@ class ClickLog:
         """Count one served list; remember it so a later event can click it."""
         impression = Impression(user, tuple(items), self.clock.now(), variant)
         self._counts.setdefault(variant, [0, 0])[0] += 1
+        self.by_variant.setdefault(variant, [0, 0])[0] += 1
         self.impressions += 1
         if not impression.items:
             return impression  # nothing on it can be clicked
@@ -165,6 +168,7 @@ class ClickLog:
             if impression.time - CLOCK_SLACK_S <= timestamp <= impression.time + self.window_s:
                 impression.clicked = True
                 self._counts.setdefault(impression.variant, [0, 0])[1] += 1
+                self.by_variant.setdefault(impression.variant, [0, 0])[1] += 1
                 self.clicks += 1
                 return True
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from engine.broker import is_reachable
 from engine.checkpointer import Checkpointer, CheckpointFailed
@@ -14,7 +15,7 @@ from engine.live import LiveService
 from engine.online import ClickLog
 from engine.processor import ProcessorConfig, StreamProcessor
 from engine.settings import Settings
-from storage.records import CheckpointWrite
+from storage.records import CheckpointWrite, IntervalMetrics
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,11 @@ class EngineRuntime:
         self.last_checkpoint_time: float | None = None  # Unix seconds of the last write
         # Unix seconds of the first of the failed writes since the last one that succeeded.
         self.checkpoint_failing_since: float | None = None
+        self.checkpoints_written = 0  # by this process
+        self.checkpoint_failures = 0
+        self.last_interval: IntervalMetrics | None = None  # of the last checkpoint written
+        # Called with (seconds, written) after each checkpoint attempt (engine.metrics).
+        self.checkpoint_listeners: list[Callable[[float, bool], None]] = []
         latest = self.checkpointer.open()
         if latest is None:
             log.info(
@@ -268,9 +274,14 @@ class EngineRuntime:
             # The checkpointer logged it and keeps the write for the next attempt.
             if self.checkpoint_failing_since is None:
                 self.checkpoint_failing_since = write.time
+            self.checkpoint_failures += 1
+            self._checkpointed(time.perf_counter() - started, False)
             return
         self.last_checkpoint_time = write.time
         self.checkpoint_failing_since = None
+        self.checkpoints_written += 1
+        self.last_interval = write.interval
+        self._checkpointed(time.perf_counter() - started, True)
         if self.checkpointer.closed:
             return  # the worker stopped meanwhile; its final checkpoint came after this one
         # Producers record item names at any time; pick up the new ones for the API.
@@ -289,6 +300,10 @@ class EngineRuntime:
             ", broker unreachable" if self.broker.stalled_since is not None else "",
             1000 * (time.perf_counter() - started),
         )
+
+    def _checkpointed(self, seconds: float, written: bool) -> None:
+        for listener in self.checkpoint_listeners:
+            listener(seconds, written)
 
     def _snapshot(self, lag: int | None = None) -> CheckpointWrite:
         """The processor's checkpoint (held messages first), the online loop's, the broker's."""
