@@ -36,6 +36,13 @@ async def consume_events(stream):
             runtime.process_held()
 
 
+@app.task
+async def send_dead_letters():
+    """Rejected messages to RECO_DEAD_LETTER_TOPIC, where one is set (engine.dead_letters)."""
+    if app.runtime.dead_letters is not None:
+        await app.runtime.dead_letters.run()
+
+
 @app.timer(interval=settings.checkpoint_interval)
 async def write_checkpoint():
     await app.runtime.checkpoint(lag=consumer_lag())

@@ -34,6 +34,7 @@ except SettingsError as exc:
     sys.exit(f"error: {exc}")
 
 BROKER_RETRY_S = 2.0  # seconds between attempts to reach a broker that is not up yet
+DEAD_LETTER_FLUSH_S = 5.0  # seconds a stopping worker waits for the dead-letter topic, at most
 
 
 class CheckpointSeekingConsumer(BatchingConsumer):
@@ -135,6 +136,8 @@ class EngineApp(BatchingApp):
         runtime = getattr(self, "runtime", None)
         if runtime is None:
             return
+        if runtime.dead_letters is not None:
+            await runtime.dead_letters.flush(timeout=DEAD_LETTER_FLUSH_S)
         runtime.final_checkpoint()
         if not is_reachable(settings.broker):
             # With its broker gone, aiokafka's consumer takes a minute to close

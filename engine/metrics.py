@@ -135,6 +135,15 @@ class _EngineCollector:
         yield _counter(
             "reco_events_evaluated", "Positive events ranked before learning.", totals.evaluated
         )
+        if runtime.dead_letters is not None:
+            dead = CounterMetricFamily(
+                "reco_dead_letters",
+                "Rejected messages written to the dead-letter topic (sent), or not (dropped).",
+                labels=["outcome"],
+            )
+            dead.add_metric(["sent"], runtime.dead_letters.sent)
+            dead.add_metric(["dropped"], runtime.dead_letters.dropped)
+            yield dead
         interval = runtime.last_interval
         if interval is not None and interval.interval_s > 0:
             yield _gauge(

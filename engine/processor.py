@@ -110,6 +110,7 @@ class StreamProcessor:
         self._previous_panel: dict[int, frozenset[int]] = {}
         self.percentile_sum = 0.0  # of evaluated events, for MPR
         self._listeners: list[Callable[[Interaction, bool], None]] = []
+        self._rejection_listeners: list[Callable[[bytes | None, str, int, int], None]] = []
         # Positive events registered, not learned yet: (user, item, items
         # registered by then, evaluate, time, sequence number); see _queue().
         self._queued: list[tuple[int, int, int, bool, float, int]] = []
@@ -297,10 +298,22 @@ class StreamProcessor:
         if popular_rank < self._top_n:
             totals.popular_hits += 1
 
+    def add_rejection_listener(
+        self, listener: Callable[[bytes | None, str, int, int], None]
+    ) -> None:
+        """Call ``listener(raw, reason, partition, offset)`` for every rejected message.
+
+        The dead-letter topic (engine.dead_letters) uses it; a listener must
+        be quick and must not raise.
+        """
+        self._rejection_listeners.append(listener)
+
     def _reject(self, reason: str, raw: bytes | None, partition: int, offset: int) -> None:
         self.totals.rejected += 1
         kind = reason_kind(reason)
         self.rejected_by_reason[kind] = self.rejected_by_reason.get(kind, 0) + 1
+        for listener in self._rejection_listeners:
+            listener(raw, reason, partition, offset)
         log.debug("rejected message at %s:%s: %s", partition, offset, reason)
         if len(self._rejected) < MAX_REJECTED_PER_INTERVAL:
             self._rejected.append(

@@ -9,7 +9,9 @@ from collections.abc import Callable
 
 from engine.broker import is_reachable
 from engine.checkpointer import Checkpointer, CheckpointFailed
+from engine.dead_letters import DeadLetters
 from engine.health import not_ready_reasons
+from engine.kafka import client_options
 from engine.kernels import warm_up
 from engine.live import LiveService
 from engine.online import ClickLog
@@ -123,6 +125,16 @@ class EngineRuntime:
             self.processor, ClickLog(settings.click_window), settings.ab_baseline_fraction
         )
         self.processor.add_listener(self.live.clicks.observe)
+        self.dead_letters: DeadLetters | None = None
+        if settings.dead_letter_topic:
+            self.dead_letters = DeadLetters(
+                settings.dead_letter_topic,
+                settings.topic,
+                settings.broker,
+                client_options(settings),
+                replication=settings.replication,
+            )
+            self.processor.add_rejection_listener(self.dead_letters.put)
         names, self._names_cursor = self.checkpointer.item_names_now()
         self.live.add_names(names)
 

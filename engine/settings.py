@@ -67,6 +67,7 @@ class Settings:
     api_url: str = ""  # where clients (the closed-loop producer) find the API; "" = local
     api_max_share: float = 0.5  # most of the worker's time the API may take under load
     api_token: str = field(default="", repr=False)  # bearer token the live API requires
+    dead_letter_topic: str = ""  # rejected messages go there unchanged; "" = nowhere
 
     @property
     def api(self) -> str:
@@ -113,6 +114,7 @@ _ENV = {
     "RECO_API_URL": "api_url",
     "RECO_API_MAX_SHARE": "api_max_share",
     "RECO_API_TOKEN": "api_token",
+    "RECO_DEAD_LETTER_TOPIC": "dead_letter_topic",
 }
 ENV_FOR_FIELD = {name: env for env, name in _ENV.items()}
 
@@ -178,6 +180,12 @@ def validate(s: Settings) -> None:
         _fail("RECO_BROKER", s.broker, "use kafka://HOST:PORT")
     _check_name("RECO_TOPIC", s.topic)
     _check_name("RECO_GROUP", s.group)
+    if s.dead_letter_topic:
+        _check_name("RECO_DEAD_LETTER_TOPIC", s.dead_letter_topic)
+        if s.dead_letter_topic == s.topic:
+            _fail(
+                "RECO_DEAD_LETTER_TOPIC", s.dead_letter_topic, "use a topic other than RECO_TOPIC"
+            )
     if s.model not in MODELS:
         _fail("RECO_MODEL", s.model, f"choose one of {', '.join(MODELS)}")
     _positive("RECO_PARTITIONS", s.partitions)
