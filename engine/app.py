@@ -18,6 +18,7 @@ import time
 import faust
 import mode.loop
 
+from engine import logs
 from engine.broker import is_reachable
 from engine.consumer import BatchingApp, BatchingConsumer
 from engine.kafka import broker_credentials
@@ -83,6 +84,8 @@ class EngineApp(BatchingApp):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        if settings.log_format == "json":
+            logs.use_json()  # Faust has set up its handlers by now
         throttle_library_logs()
         if getattr(self, "runtime", None) is None:  # a benchmark may have made it already
             try:
@@ -198,10 +201,13 @@ def worker_argv(settings: Settings) -> list[str]:
     # variables override the app's settings, but not the command line.
     # uvloop: Faust yields to the event loop once per message, and uvloop's
     # iterations cost a fraction of asyncio's.
+    # Faust's banner is for people; a log collector gets only the JSON lines.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
     return [
         "engine",
         "--loop",
         settings.event_loop,
+        *quiet,
         "worker",
         "--web-port",
         str(settings.web_port),

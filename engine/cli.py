@@ -10,6 +10,7 @@ import os
 import sys
 import time
 
+from engine import logs
 from engine.settings import (
     COMPRESSIONS,
     DEFAULT_BROKER,
@@ -20,6 +21,7 @@ from engine.settings import (
     SettingsError,
     ensure_datadir,
     load_settings,
+    log_format,
     log_level,
 )
 
@@ -30,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        level = log_level(args.log_level)
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(log_level(args.log_level), log_format())
         return args.run(args)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -99,8 +99,9 @@ async def send_messages(
 async def _start_producer(options: dict[str, Any], compression: str | None) -> AIOKafkaProducer:
     """An idempotent producer with ``acks=all``, or one without idempotence if the broker has none.
 
-    Idempotence needs a producer id from the broker (InitProducerId), which
-    the embedded broker does not grant. Without it acks=all still waits for
+    Idempotence needs a producer id from the broker: aiokafka asks for it
+    with InitProducerId version 0, which the embedded broker refuses (it
+    grants later versions, as librdkafka asks). Without it acks=all still waits for
     every in-sync replica, but a send retried after a lost answer may be
     written twice.
     """

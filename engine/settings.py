@@ -48,6 +48,7 @@ class Settings:
     seed: int = 42
     datadir: Path = Path("data/faust")
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line, for log collectors
     encoding: str = "json"  # of the events on the topic: json or msgpack (engine.encoding)
     compression: str = "none"  # of the batches our producer sends: one of COMPRESSIONS
     event_loop: str = "uvloop"  # Faust's event loop: uvloop or aio (asyncio's own)
@@ -96,6 +97,7 @@ _ENV = {
     "RECO_SEED": "seed",
     "RECO_DATADIR": "datadir",
     "RECO_LOG_LEVEL": "log_level",
+    "RECO_LOG_FORMAT": "log_format",
     "RECO_ENCODING": "encoding",
     "RECO_COMPRESSION": "compression",
     "RECO_EVENT_LOOP": "event_loop",
@@ -175,6 +177,18 @@ def log_level(flag: str | None = None, environ: dict[str, str] | None = None) ->
     return getattr(logging, name.upper())
 
 
+LOG_FORMATS = ("text", "json")
+
+
+def log_format(environ: dict[str, str] | None = None) -> str:
+    """RECO_LOG_FORMAT: "text" (the default) or "json" lines; SettingsError if bad."""
+    environ = os.environ if environ is None else environ
+    name = (environ.get("RECO_LOG_FORMAT") or "text").lower()
+    if name not in LOG_FORMATS:
+        _fail("RECO_LOG_FORMAT", name, "use text or json")
+    return name
+
+
 def validate(s: Settings) -> None:
     if not s.broker.startswith(("kafka://", "aiokafka://")):
         _fail("RECO_BROKER", s.broker, "use kafka://HOST:PORT")
@@ -228,6 +242,8 @@ def validate(s: Settings) -> None:
         _fail("RECO_COMPRESSION", s.compression, f"use one of {', '.join(COMPRESSIONS)}")
     if s.log_level.lower() not in LOG_LEVELS:
         _fail("RECO_LOG_LEVEL", s.log_level, "use debug, info, warning or error")
+    if s.log_format.lower() not in LOG_FORMATS:
+        _fail("RECO_LOG_FORMAT", s.log_format, "use text or json")
     if s.db.exists() and s.db.is_dir():
         _fail("RECO_DB", s.db, "it is a folder; give a file path such as data/reco.db")
     _positive("RECO_KEEP_REJECTED", s.keep_rejected)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -109,3 +110,25 @@ def test_commands_other_than_the_worker_log_at_the_level_asked(broker, tmp_path,
 
     assert " INFO engine: sent 2 events" in run()
     assert " INFO " not in run(*flag, **environment)
+
+
+@pytest.mark.integration
+def test_json_log_lines_for_log_collectors(broker, tmp_path):
+    ratings = tmp_path / "u.data"
+    ratings.write_text("196\t242\t3\t881250949\n")
+    env = _fresh_env(
+        tmp_path, RECO_BROKER=broker.url, RECO_DB=str(tmp_path / "reco.db"), RECO_LOG_FORMAT="json"
+    )
+    done = subprocess.run(
+        [PYTHON, "-m", "engine", "produce", "--source", str(ratings), "--quiet"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    sent = [line for line in lines if line["message"].startswith("sent 1 events")]
+    assert sent and sent[0]["level"] == "INFO" and sent[0]["logger"] == "engine"
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
