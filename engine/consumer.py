@@ -9,6 +9,10 @@ agent tops out near 9,000 events/s). Here the same wait covers a whole
 fetched batch: delivery stops at the same points (consumer or fetcher
 stopping, the flow suspended), with the same read-offset, gap and commit
 bookkeeping per message, at one wait per batch.
+
+Its fetcher hands record batches it cannot decode (a codec whose library is
+missing, corrupt bytes) on as rejected messages instead of raising
+(engine.batches).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Consumer as KafkaConsumer
 from mode import Service, ServiceT
 
+from engine.batches import reject_undecodable_batches
+
 YIELD_EVERY = 100  # messages between yields to the event loop, as Faust does
 
 # How long the broker may hold a fetch that finds nothing new (Faust: 1,500 ms).
@@ -32,9 +38,10 @@ FETCH_MAX_WAIT_MS = 100
 
 
 class ShortPollConsumerThread(AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread, with fetches that wait FETCH_MAX_WAIT_MS at most."""
+    """Faust's aiokafka consumer thread: fetches wait FETCH_MAX_WAIT_MS at most, bad batches never raise."""
 
     def _create_worker_consumer(self, transport):
+        reject_undecodable_batches()  # before the consumer's first fetch
         consumer = super()._create_worker_consumer(transport)
         # Faust passes 1,500 ms and offers no setting; aiokafka reads this
         # attribute when it starts its fetcher.

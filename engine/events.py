@@ -42,14 +42,32 @@ class InvalidEvent(ValueError):
     """A message breaks the event contract; ``str(exc)`` is the reason."""
 
 
+class UndecodableMessage(bytes):
+    """A message of a record batch the consumer could not decode (engine.batches).
+
+    Empty bytes, so it travels wherever a message does; parse_event rejects
+    it with its ``reason``.
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str) -> UndecodableMessage:
+        message = super().__new__(cls)
+        message.reason = reason
+        return message
+
+
 def parse_event(raw: bytes, max_bytes: int = 64 * 1024, encoding: str = "json") -> Interaction:
     """Decode and validate one message; raise InvalidEvent with the reason.
 
     ``encoding`` is "json" (the contract) or "msgpack" (the same object as a
     MessagePack map; see engine.encoding).
     """
-    if raw is None:
-        raise InvalidEvent("empty message")
+    if not raw:
+        if raw is None:
+            raise InvalidEvent("empty message")
+        if type(raw) is UndecodableMessage:
+            raise InvalidEvent(raw.reason)
     if len(raw) > max_bytes:
         raise InvalidEvent(f"payload too large ({len(raw)} bytes > {max_bytes})")
     if encoding == "msgpack":
