@@ -163,6 +163,15 @@ class _EngineCollector:
             labels=["variant", "window"],
         )
         totals, interval = processor.totals, runtime.last_interval
+        hits = CounterMetricFamily(
+            "reco_recall_hits",
+            "Evaluated positive events whose item was in the top 10, of the model and of the "
+            "popularity baseline: over reco_events_evaluated_total, recall@10 over any window.",
+            labels=["variant"],
+        )
+        hits.add_metric(["model"], totals.model_hits)
+        hits.add_metric(["baseline"], totals.popular_hits)
+        yield hits
         windows = [("cumulative", totals)] + ([("interval", interval)] if interval else [])
         for window, counts in windows:
             if counts.evaluated:
