@@ -50,26 +50,5 @@ async def write_checkpoint():
 
 def consumer_lag() -> int | None:
     """Messages between the processed offsets and the broker's end, where it says."""
-    lag = lag_by_partition()
+    lag = app.owned_lag()
     return None if lag is None else sum(lag.values())
-
-
-def lag_by_partition() -> dict[int, int] | None:
-    """Per owned partition, messages between the processed offset and the broker's end.
-
-    None while the broker has not said where some partition ends.
-    """
-    try:
-        consumer = app.consumer
-        offsets = app.runtime.processor.offsets
-        lag = {}
-        for tp in consumer.assignment():
-            if tp.topic != settings.topic:
-                continue
-            highwater = consumer.highwater(tp)
-            if highwater is None:
-                return None
-            lag[tp.partition] = max(highwater - offsets.get(tp.partition, 0), 0)
-        return lag
-    except Exception:  # the consumer may be between assignments; lag is best effort
-        return None

@@ -20,7 +20,6 @@ from aiohttp import web as aiohttp_web
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from engine.agents import lag_by_partition
 from engine.app import app, settings
 from engine.events import MAX_ID_LENGTH, InvalidEvent, check_id
 from engine.live import LiveRecommendations
@@ -173,7 +172,7 @@ loop_share = LoopShare(settings.api_max_share)
 metrics = WorkerMetrics(
     runtime=lambda: getattr(app, "runtime", None),
     partitions=assigned_partitions,
-    lag=lambda: lag_by_partition() or {},
+    lag=lambda: app.owned_lag() or {},
     api=lambda: {"handled": handler_stats.handled, "refused": loop_share.refused},
 )
 

@@ -20,7 +20,7 @@ import mode.loop
 
 from engine import logs
 from engine.broker import is_reachable
-from engine.consumer import BatchingApp, BatchingConsumer
+from engine.consumer import BatchingApp, BatchingConsumer, lag_by_partition
 from engine.kafka import broker_credentials
 from engine.runtime import EngineRuntime
 from engine.settings import Settings, SettingsError, ensure_datadir, load_settings
@@ -126,6 +126,13 @@ class EngineApp(BatchingApp):
                     time.monotonic() - started,
                 )
                 return
+
+    def owned_lag(self) -> dict[int, int] | None:
+        """Per partition this worker owns, messages still to process; None while unknown."""
+        runtime = getattr(self, "runtime", None)
+        if runtime is None:
+            return None
+        return lag_by_partition(self.consumer, runtime.processor.offsets, settings.topic)
 
     async def on_started(self) -> None:
         await super().on_started()

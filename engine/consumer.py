@@ -152,3 +152,22 @@ class BatchingApp(faust.App):
             beacon=self.beacon,
             loop=self.loop,
         )
+
+
+def lag_by_partition(consumer, offsets: dict[int, int], topic: str) -> dict[int, int] | None:
+    """Per partition of ``topic`` assigned to ``consumer``, messages between the next offset to
+    process (``offsets``) and the broker's end; None while the broker has not said some end.
+    """
+    try:
+        assignment = consumer.assignment()
+    except Exception:  # between assignments
+        return None
+    lag = {}
+    for tp in assignment:
+        if tp.topic != topic:
+            continue
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            return None
+        lag[tp.partition] = max(highwater - offsets.get(tp.partition, 0), 0)
+    return lag
