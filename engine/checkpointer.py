@@ -7,7 +7,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from storage import Checkpoint, CheckpointWrite, ModelState, StoreWriter
+from storage import Checkpoint, CheckpointWrite, ModelState, StoreWriter, WriterLock
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ class Checkpointer:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
         self._writer: StoreWriter | None = None
+        self._lock = WriterLock(path)  # held from open() to close(): one writer per store
         self._kwargs = {
             "keep_snapshots": keep_snapshots,
             "metrics_retention_s": metrics_retention_s,
@@ -84,8 +85,10 @@ class Checkpointer:
             self._executor.submit(self._writer.close).result()
             self._writer = None
         self._executor.shutdown(wait=True)
+        self._lock.release()
 
     def _open(self) -> tuple[Checkpoint, ModelState] | None:
+        self._lock.acquire()  # StoreLocked while another worker writes this store
         self._writer = StoreWriter(self.path, **self._kwargs)
         return self._writer.latest()
 

@@ -231,12 +231,13 @@ def _wait_for_broker(args) -> int:
 
 def _worker(args) -> int:
     from engine.broker import port_is_free
-    from storage import StoreError, StoreWriter
+    from storage import StoreError, StoreWriter, WriterLock
 
     settings = _apply_flags(args)
     ensure_datadir(settings)
     try:
-        StoreWriter(settings.db).close()
+        with WriterLock(settings.db):  # one line now, not Faust's start-up first
+            StoreWriter(settings.db).close()
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

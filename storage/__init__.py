@@ -1,6 +1,7 @@
 """The SQLite store: the contract between the engine and every reader."""
 
-from storage.errors import NoCheckpoint, StoreCorrupt, StoreError, StoreMissing
+from storage.errors import NoCheckpoint, StoreCorrupt, StoreError, StoreLocked, StoreMissing
+from storage.lock import WriterLock
 from storage.reader import MAX_N, MAX_USER_ID_LENGTH, StoreReader, validate_user_id
 from storage.records import (
     Checkpoint,
@@ -38,10 +39,12 @@ __all__ = [
     "RejectedEvent",
     "StoreCorrupt",
     "StoreError",
+    "StoreLocked",
     "StoreMissing",
     "StoreReader",
     "StoreWriter",
     "Totals",
+    "WriterLock",
     "reason_kind",
     "validate_user_id",
 ]

@@ -17,3 +17,7 @@ class NoCheckpoint(StoreError):
 
 class StoreCorrupt(StoreError):
     """The file is not a readable store (corrupt, foreign or from a newer version)."""
+
+
+class StoreLocked(StoreError):
+    """Another live process writes this store; a store has one writer at a time."""

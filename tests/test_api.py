@@ -137,13 +137,13 @@ def test_faust_own_command_serves_the_api_too(engine_env):
         assert health["ok"] is True
 
 
-def test_a_second_worker_on_a_taken_port_says_so_in_one_line(engine_env):
+def test_a_second_worker_on_a_taken_port_says_so_in_one_line(engine_env, tmp_path):
     with running([sys.executable, "-m", "engine", "worker"], engine_env):
         api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
         _wait_for(lambda: _get(f"{api}/health")[1], 90, "the first worker's API")
         second = subprocess.run(
             [sys.executable, "-m", "engine", "worker"],
-            env=engine_env,
+            env={**engine_env, "RECO_DB": str(tmp_path / "second.db")},  # a store of its own
             capture_output=True,
             text=True,
             timeout=60,
