@@ -1,6 +1,8 @@
 """The SQLite store: the contract between the engine and every reader."""
 
+from storage import logarithm
 from storage.errors import NoCheckpoint, StoreCorrupt, StoreError, StoreMissing
+from storage.logarithm import log1p, log1p_counts, log1p_table
 from storage.reader import MAX_N, MAX_USER_ID_LENGTH, StoreReader, validate_user_id
 from storage.records import (
     Checkpoint,
@@ -41,5 +43,9 @@ __all__ = [
     "StoreReader",
     "StoreWriter",
     "Totals",
+    "log1p",
+    "log1p_counts",
+    "log1p_table",
+    "logarithm",
     "validate_user_id",
 ]
