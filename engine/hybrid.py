@@ -142,7 +142,10 @@ class HybridRecommender:
         weights = np.zeros(n)
         recent = min(n, self.context)
         if recent:
-            decayed = self.decay ** np.arange(recent)
+            # decay**k as a running product: numpy's power is CPU-specific code
+            # (SIMD on AVX-512), a product rounds alike everywhere.
+            decayed = np.ones(recent)
+            decayed[1:] = np.cumprod(np.full(recent - 1, self.decay))
             weights[:recent] = self.co_weight * decayed / decayed.sum()
         profile = min(n, self.profile)
         if profile:
