@@ -52,9 +52,10 @@ from collections.abc import Callable
 import numpy as np
 
 from engine.history import UserHistory
-from engine.kernels import LOG1P, TABLE_SIZE, session_observe, session_rank, session_run
+from engine.kernels import session_observe, session_rank, session_run
 from engine.popularity import PopularityCounts
 from engine.rows import GrowableRows
+from storage import log1p_counts, log1p_table
 from storage.ranking import N_STAGES, STAGE_EDGES, stage_of
 from storage.session_rows import widen_session_rows
 
@@ -141,7 +142,10 @@ class HybridRecommender:
         weights = np.zeros(n)
         recent = min(n, self.context)
         if recent:
-            decayed = self.decay ** np.arange(recent)
+            # decay**k as a running product: numpy's power is CPU-specific code
+            # (SIMD on AVX-512), a product rounds alike everywhere.
+            decayed = np.ones(recent)
+            decayed[1:] = np.cumprod(np.full(recent - 1, self.decay))
             weights[:recent] = self.co_weight * decayed / decayed.sum()
         profile = min(n, self.profile)
         if profile:
@@ -176,7 +180,8 @@ class HybridRecommender:
         self._filled = GrowableRows(0, dtype=np.int32)  # used slots per item (filled in order)
         # 1 for items whose rows changed since the last drain, set by the compiled step.
         self._touched = GrowableRows(0, dtype=np.uint8)
-        # 1 once a neighbour count may be beyond the table of logarithms (engine.kernels).
+        # log(1 + c) of whole counts c, and 1 once a neighbour count may be beyond them.
+        self._log1p = log1p_table()
         self._large_counts = np.zeros(1, dtype=np.uint8)
         self._newest_buffer = np.zeros(max(self._newest_items, 1), dtype=np.int64)
         self._scratch = np.zeros(1025)  # (n_items + 1,) zeros for session_rank
@@ -270,7 +275,7 @@ class HybridRecommender:
             self._stage.flat[u],
             a,
             self._weights64[a, :a],
-            LOG1P,
+            self._log1p,
             self._scratch,
             _NO_COUNTS,
             i,
@@ -333,7 +338,7 @@ class HybridRecommender:
                 self._newest_items,
                 self._row_items,
                 STAGE_EDGES_ARRAY,
-                LOG1P,
+                self._log1p,
                 self._scratch,
                 self._newest_buffer,
                 self.window,
@@ -369,7 +374,8 @@ class HybridRecommender:
         """Every item's score for user ``u``: (n_items,) float64, a new array.
 
         The same arithmetic as storage.ranking.session_scores on the exported
-        rows, with the logarithms taken from the per-event caches.
+        rows, the base scores taken from the per-event cache (whose logarithms
+        are storage.log1p's too).
         """
         base = self._base[self._stage.flat[u], : self.n_item]
         a = int(self._n_active.flat[u])
@@ -377,7 +383,7 @@ class HybridRecommender:
             return base.copy()
         recent = self._recent.view[u, :a]
         neighbours = self._neighbour_ids.view[recent]  # index + 1; bin 0 is unused slots
-        weighted = np.log1p(self._neighbour_counts.view[recent].astype(np.float64))
+        weighted = log1p_counts(self._neighbour_counts.view[recent])
         weighted *= self._weights64[a, :a, None]
         near = np.bincount(neighbours.ravel(), weights=weighted.ravel(), minlength=self.n_item + 1)
         return base + near[1:]
@@ -396,7 +402,7 @@ class HybridRecommender:
             self._weights64[a, :a],
             self._neighbour_ids.buffer,
             self._neighbour_counts.buffer,
-            LOG1P,
+            self._log1p,
             self._large_counts,
             self._scratch,
             item,
@@ -501,7 +507,7 @@ class HybridRecommender:
         stage_counts = item_rows[:, :s]
         neighbour_counts = item_rows[:, s + m :]
         ids = np.where(neighbour_counts > 0, item_rows[:, s : s + m] + 1, 0).astype(np.int32)
-        log_stages = np.log1p(stage_counts.astype(np.float64))
+        log_stages = log1p_counts(stage_counts)
         self._counts = GrowableRows.from_array(counts)
         self._stage_counts = GrowableRows.from_array(stage_counts)
         self._log_stages = GrowableRows.from_array(log_stages, dtype=np.float64)
@@ -513,14 +519,14 @@ class HybridRecommender:
         self._touched = GrowableRows.from_array(np.zeros(n_items), dtype=np.uint8)
         small = np.all(
             (neighbour_counts >= 0)
-            & (neighbour_counts < TABLE_SIZE - 1)
+            & (neighbour_counts < len(self._log1p) - 1)
             & (neighbour_counts == np.floor(neighbour_counts))
         )
         self._large_counts[0] = not small
         capacity = self._counts.buffer.shape[0]
         self._base = np.zeros((s, capacity))
         self._base[:, :n_items] = (
-            np.log1p(counts.astype(np.float64))[:, None] + self._stage_weight * log_stages
+            log1p_counts(counts)[:, None] + self._stage_weight * log_stages
         ).T
         self._scratch = np.zeros(capacity + 1)
         self._bind()

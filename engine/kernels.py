@@ -9,7 +9,11 @@ are bit-identical (tests/test_kernels.py compares them with the numpy
 reference, storage.ranking).
 
 No fastmath: reassociating or fusing the arithmetic would change scores in
-their last bits, and with them tie-breaks and recall.
+their last bits, and with them tie-breaks and recall. For the same reason no
+logarithm here comes from the C library or numpy, whose log1p differ between
+CPUs: every one is storage's log1p, from the table of whole counts
+(storage.log1p_table, passed in as ``table``) or compiled from its very
+arithmetic (storage.logarithm.log1p_reduced).
 """
 
 from __future__ import annotations
@@ -19,20 +23,37 @@ import math
 import numpy as np
 from numba import njit
 
+from storage import log1p_table, logarithm
+
 _COMPILE = {"cache": True, "nogil": True}
-# log(1 + c) of small whole counts: numpy's own values (a table lookup is
-# cheaper than the logarithm, and keeping no log per slot saves 8 bytes a slot).
-TABLE_SIZE = 1 << 16
-LOG1P = np.log1p(np.arange(TABLE_SIZE, dtype=np.float64))
+# numba caches a kernel by its own file's date: after editing
+# storage/logarithm.py, clear engine/__pycache__ so that the kernels pick it up
+# (tests/test_logarithm.py fails on a stale cache).
+_log1p_reduced = njit(**_COMPILE)(logarithm.log1p_reduced)
+
+
+@njit(**_COMPILE)
+def log1p(x):  # pragma: no cover - compiled
+    """storage.log1p of one float64, compiled: the same bits."""
+    if not (math.fabs(x) >= logarithm.TINY and -1.0 < x < np.inf):
+        if math.fabs(x) < logarithm.TINY:
+            return x
+        if x == -1.0:
+            return -np.inf
+        return np.inf if x == np.inf else np.nan
+    hi = 1.0 + x
+    mantissa, exponent = math.frexp(hi)
+    return _log1p_reduced(x, hi, mantissa, np.float64(exponent))
 
 
 @njit(**_COMPILE)
 def log1p_count(table, count):  # pragma: no cover - compiled
-    """log(1 + count) of a float32 count, in float64 as numpy computes it."""
-    whole = int(count)
-    if whole == count and 0 <= whole < table.shape[0]:
-        return table[whole]
-    return math.log1p(np.float64(count))
+    """storage.log1p of a (float32) count as float64: ``table`` (log1p_table) for whole ones."""
+    if 0.0 <= count < table.shape[0]:
+        whole = int(count)
+        if whole == count:
+            return table[whole]
+    return log1p(np.float64(count))
 
 
 @njit(**_COMPILE)
@@ -91,8 +112,8 @@ def session_rank(
     log(1 + neighbour_counts[l, slot of j]) -- storage.ranking's "session"
     rule for the user's stage, summed in the order numpy's bincount sums it.
     ``neighbour_ids`` holds index + 1 (0 in unused slots, which come last);
-    ``table`` is LOG1P; ``large[0]`` is 0 while every count is a whole
-    number below TABLE_SIZE (then the table holds every logarithm, and the
+    ``table`` is storage.log1p_table(); ``large[0]`` is 0 while every count is
+    a whole number within the table (then it holds every logarithm, and the
     loop needs no check per slot, which halves its time); ``scratch`` is
     (n + 1,) or more float64 zeros, returned zeroed.
     """
@@ -151,6 +172,7 @@ def learn_session(
     newest,
     window,
     stage_weight,
+    table,
     counts,
     stage_counts,
     log_stages,
@@ -174,7 +196,8 @@ def learn_session(
     co-occurrence both ways with each of the first ``window`` newest items
     (Space-Saving rows of ``neighbour_ids``, index + 1, ``filled`` slots
     used per item), flagging the items whose rows changed in ``touched``,
-    and ``large[0]`` once a count reaches TABLE_SIZE - 1. Then writes the
+    and ``large[0]`` once a count reaches the last of ``table``
+    (storage.log1p_table()). Then writes the
     user's row of recent items: ``item`` and the newest, ``n_recent`` in all.
 
     ``likes`` is the ring of the latest positive events' items and
@@ -195,7 +218,7 @@ def learn_session(
         if likes_state[1] == size:
             left = likes[slot]
             counts[left] -= 1.0
-            _refresh_base(left, counts, log_stages, base, stage_weight)
+            _refresh_base(left, counts, log_stages, base, stage_weight, table)
             touched[left] = 1
         else:
             likes_state[1] += 1
@@ -203,9 +226,8 @@ def learn_session(
         likes_state[0] = (slot + 1) % size
     counts[item] += 1.0
     stage_counts[item, stage] += 1.0
-    # Counts are float32; numba would take log1p in float32 too, numpy in float64.
-    log_stages[item, stage] = math.log1p(np.float64(stage_counts[item, stage]))
-    _refresh_base(item, counts, log_stages, base, stage_weight)
+    log_stages[item, stage] = log1p_count(table, stage_counts[item, stage])
+    _refresh_base(item, counts, log_stages, base, stage_weight, table)
     touched[item] = 1
     for t in range(min(window, taken)):
         other = newest[t]
@@ -213,7 +235,7 @@ def learn_session(
             _add_neighbour(item, other, neighbour_ids, neighbour_counts, filled),
             _add_neighbour(other, item, neighbour_ids, neighbour_counts, filled),
         )
-        if highest >= TABLE_SIZE - 1:
+        if highest >= table.shape[0] - 1:
             large[0] = 1
         touched[other] = 1
     if n_recent:
@@ -223,9 +245,11 @@ def learn_session(
 
 
 @njit(**_COMPILE)
-def _refresh_base(item, counts, log_stages, base, stage_weight):  # pragma: no cover - compiled
+def _refresh_base(
+    item, counts, log_stages, base, stage_weight, table
+):  # pragma: no cover - compiled
     """Recompute ``item``'s base score at every stage from its count."""
-    log_count = math.log1p(np.float64(counts[item]))
+    log_count = log1p_count(table, counts[item])
     for s in range(base.shape[0]):
         # The store's order of operations: log(1 + b) + w * log(1 + stage count).
         base[s, item] = log_count + stage_weight * log_stages[item, s]
@@ -296,6 +320,7 @@ def session_observe(
         newest,
         window,
         stage_weight,
+        table,
         counts,
         stage_counts,
         log_stages,
@@ -648,14 +673,16 @@ def warm_up() -> None:
     counts = np.zeros((2, 2), dtype=np.float32)
     recent = np.zeros(1, dtype=np.int32)
     large = np.zeros(1, dtype=np.uint8)
-    session_rank(2, base[0], recent, np.ones(1), ids, counts, LOG1P, large, np.zeros(3), 0, known)
+    table = log1p_table()
+    log1p_count(table, np.float32(0.5))
+    session_rank(2, base[0], recent, np.ones(1), ids, counts, table, large, np.zeros(3), 0, known)
     session_observe(
         True,
         2,
         0,
         1,
         np.ones(1),
-        LOG1P,
+        table,
         np.zeros(3),
         np.zeros(2, dtype=np.float32),
         0,

@@ -10,6 +10,8 @@ import bisect
 
 import numpy as np
 
+from storage.logarithm import log1p_counts
+
 # dot:     u . V + b (BPR-MF, FM, sketch, and models that add a per-item prior)
 # mf:      -|1 - u . V| (FluRS's incremental MF, which fits u . v to 1 for positives)
 # popular: b (the item's count of positive events; users play no part)
@@ -61,21 +63,22 @@ def session_scores(
       their weights (R)], zero weights in unused slots.
 
     score(j) = log(1 + b_j) + sum_s u_s log(1 + stage_counts[j, s])
-             + sum_l w_l log(1 + count of j among neighbours of recent item l).
+             + sum_l w_l log(1 + count of j among neighbours of recent item l),
+    every log(1 + c) storage.log1p's, the engine's to the bit on any CPU.
     Indices are stored as float32, exact below 2**24 items. Returns (n_items,) float64.
     """
     n_items, width = item_factors.shape
     m = (width - N_STAGES) // 2
     r = (len(user_vector) - N_STAGES) // 2
-    scores = np.log1p(item_bias.astype(np.float64))
+    scores = log1p_counts(item_bias)
     for stage in np.flatnonzero(user_vector[:N_STAGES]).tolist():
-        scores += float(user_vector[stage]) * np.log1p(item_factors[:, stage].astype(np.float64))
+        scores += float(user_vector[stage]) * log1p_counts(item_factors[:, stage])
     weights = user_vector[N_STAGES + r :].astype(np.float64)
     active = np.flatnonzero(weights)
     if len(active) and n_items:
         recent = item_factors[user_vector[N_STAGES + active].astype(np.int64)]
         neighbours = recent[:, N_STAGES : N_STAGES + m].astype(np.int64)
-        counts = np.log1p(recent[:, N_STAGES + m :].astype(np.float64)) * weights[active, None]
+        counts = log1p_counts(recent[:, N_STAGES + m :]) * weights[active, None]
         scores += np.bincount(neighbours.ravel(), weights=counts.ravel(), minlength=n_items)
     return scores
 
