@@ -236,8 +236,9 @@ def _worker(args) -> int:
     settings = _apply_flags(args)
     ensure_datadir(settings)
     try:
-        with WriterLock(settings.db):  # one line now, not Faust's start-up first
-            StoreWriter(settings.db).close()
+        StoreWriter(settings.db).close()
+        with WriterLock(settings.db):  # one line now, not after Faust's start-up
+            pass
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,27 +19,24 @@ _CHECKPOINT_COLUMNS_0001 = (
     "factor_change, panel_overlap, total_received, total_accepted, total_positive, "
     "total_rejected, total_evaluated, total_model_hits, total_popular_hits"
 )
-# Each later migration's columns, and what a store from before it reads as instead.
-_LATER_COLUMNS = (
-    ("broker_connected, stalled_since, rng_state", "NULL, NULL, NULL"),  # 0002
-    ("rejected_by_reason", "NULL"),  # 0012
+# The checkpoint columns of each store version, newest first. A store no
+# engine of this version has opened yet (a reader cannot migrate it) lacks
+# the later ones, and reads them as NULL: its checkpoints say nothing of them.
+_CHECKPOINT_COLUMN_SETS = (
+    _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state, rejected_by_reason",
+    _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state, NULL",  # < 0012
+    _CHECKPOINT_COLUMNS_0001 + ", NULL, NULL, NULL, NULL",  # < 0002
 )
 
 
 def latest_checkpoint(conn: sqlite3.Connection) -> Checkpoint | None:
-    # A store no engine of this version has opened yet (a reader cannot
-    # migrate it) lacks the later columns: its checkpoints say nothing of them.
-    for known in range(len(_LATER_COLUMNS), -1, -1):
-        columns = [_CHECKPOINT_COLUMNS_0001]
-        columns += [
-            real if n < known else missing for n, (real, missing) in enumerate(_LATER_COLUMNS)
-        ]
+    for columns in _CHECKPOINT_COLUMN_SETS:
         try:
             row = conn.execute(
-                f"SELECT {', '.join(columns)} FROM checkpoints ORDER BY id DESC LIMIT 1"
+                f"SELECT {columns} FROM checkpoints ORDER BY id DESC LIMIT 1"
             ).fetchone()
         except sqlite3.OperationalError as exc:
-            if "no such column" not in str(exc) or not known:
+            if "no such column" not in str(exc) or columns == _CHECKPOINT_COLUMN_SETS[-1]:
                 raise
             continue
         return _checkpoint_from_row(row) if row else None

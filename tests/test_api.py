@@ -134,7 +134,7 @@ def test_faust_own_command_serves_the_api_too(engine_env):
     command = [sys.executable, "-m", "faust", "-A", "engine.app", "worker", "-l", "warn"]
     with running(command, engine_env):
         # Ready (200, ok) once its partitions are assigned: then it consumes.
-        health = _wait_for(lambda: _get(f"{api}/health")[1]["ok"], 90, "faust worker ready")
+        _wait_for(lambda: _get(f"{api}/health")[1]["ok"], 90, "faust worker ready")
         assert _get(f"{api}/health")[0] == 200
 
 

@@ -202,14 +202,15 @@ def test_the_scan_catches_what_it_looks_for(tmp_path):
 
 # -- SQL only with bound parameters -------------------------------------------------------
 
-# Names that may be formatted into SQL text: fixed column lists, placeholder
+# Names that may be formatted into SQL text: fixed column lists (``columns``:
+# one of storage.queries' constant sets per store version), placeholder
 # strings ("?, ?"), a GROUP BY chosen from two literals, integer settings, and
 # the names of the segment tables (constants of storage.segments/histories).
 _SQL_FRAGMENTS = {
     "table",
     "TABLE",
-    "_CHECKPOINT_COLUMNS",
     "_CHECKPOINT_COLUMNS_0001",
+    "columns",
     "marks",
     "group",
     "WAL_SIZE_LIMIT",

@@ -20,7 +20,7 @@ def test_a_second_writer_is_told_who_holds_the_store(tmp_path):
     with WriterLock(db):
         with pytest.raises(StoreLocked) as refused:
             WriterLock(db).acquire()
-        assert str(db) in str(refused.value) and f"pid {os.getpid()} on " in str(refused.value)
+        assert str(db) in str(refused.value) and f"pid {os.getpid()} (" in str(refused.value)
     with WriterLock(db):  # released: anyone may take it now
         pass
 
@@ -70,7 +70,7 @@ def test_a_second_worker_on_a_store_in_use_refuses_in_one_line(engine_env, tmp_p
         )
         assert second.returncode == 2
         said = [line for line in second.stderr.splitlines() if "is being written by" in line]
-        assert len(said) == 1 and str(db) in said[0] and f"pid {first.pid} on " in said[0]
+        assert len(said) == 1 and str(db) in said[0] and f"pid {first.pid} (" in said[0]
         assert "Traceback" not in second.stderr
         assert time.monotonic() - started < 60
         assert first.alive()
