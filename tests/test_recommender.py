@@ -23,12 +23,13 @@ def test_unseen_string_ids_register_in_any_order(model):
 
 def test_registration_grows_in_place_without_copying_per_id():
     rows = GrowableRows(4, capacity=2)
-    buffers = set()
+    buffers = [rows._buffer]  # held, so that a freed buffer's id cannot come back
     for i in range(1000):
         rows.append(np.full(4, i, dtype=np.float32))
-        buffers.add(id(rows._buffer))
-    # Doubling from 2 to 1024 takes 10 buffers, not one per appended row.
-    assert len(buffers) <= 10
+        if rows._buffer is not buffers[-1]:
+            buffers.append(rows._buffer)
+    # Doubling from 2 to 1024 takes 9 new buffers, not one per appended row.
+    assert [len(b) for b in buffers] == [2 << n for n in range(10)]
     assert rows.view.shape == (1000, 4)
     assert rows.view[999, 0] == 999
 
