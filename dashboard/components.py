@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -23,6 +24,7 @@ WINDOWS: dict[str, float | None] = {
     "All": None,
 }
 DEFAULT_WINDOW = "15 min"
+T = TypeVar("T")
 
 
 def settings() -> Settings:
@@ -48,6 +50,15 @@ def checkpoint_or_stop(config: Settings) -> loaders.Checkpoint:
 def unavailable(exc: loaders.Unavailable) -> None:
     """Say in one line why a panel has nothing to show (the store vanished mid-session)."""
     st.info(str(exc), icon=":material/hourglass_empty:")
+
+
+def load(loader: Callable[..., T], *args, **kwargs) -> T | None:
+    """``loader(*args, **kwargs)``, or None after saying why the panel has nothing to show."""
+    try:
+        return loader(*args, **kwargs)
+    except loaders.Unavailable as exc:
+        unavailable(exc)
+        return None
 
 
 def window_picker(key: str) -> float | None:

@@ -466,14 +466,8 @@ class StreamProcessor:
         t, t0 = self.timings, self._timings_at_interval
         updates, evaluations = t.updates - t0.updates, t.evaluations - t0.evaluations
         return IntervalMetrics(
+            **vars(totals.since(start)),
             interval_s=max(now - self._interval_started, 1e-9),
-            received=totals.received - start.received,
-            accepted=totals.accepted - start.accepted,
-            positive=totals.positive - start.positive,
-            rejected=totals.rejected - start.rejected,
-            evaluated=totals.evaluated - start.evaluated,
-            model_hits=totals.model_hits - start.model_hits,
-            popular_hits=totals.popular_hits - start.popular_hits,
             update_us=1e6 * (t.update_s - t0.update_s) / updates if updates else None,
             evaluate_us=(
                 1e6 * (t.evaluate_s - t0.evaluate_s) / evaluations if evaluations else None

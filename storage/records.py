@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -69,10 +69,9 @@ class RejectedEvent:
 
 
 @dataclass
-class IntervalMetrics:
-    """What happened between two checkpoints; counts are for the interval only."""
+class Totals:
+    """Event counters: since the store was created, or (IntervalMetrics) over one interval."""
 
-    interval_s: float = 0.0
     received: int = 0
     accepted: int = 0
     positive: int = 0
@@ -80,24 +79,28 @@ class IntervalMetrics:
     evaluated: int = 0
     model_hits: int = 0
     popular_hits: int = 0
+
+    def since(self, start: Totals) -> Totals:
+        """The counts from ``start`` to these.
+
+        >>> Totals(received=10, rejected=2).since(Totals(received=4))
+        Totals(received=6, accepted=0, positive=0, rejected=2, evaluated=0, model_hits=0, popular_hits=0)
+        """
+        return Totals(
+            **{f.name: getattr(self, f.name) - getattr(start, f.name) for f in fields(Totals)}
+        )
+
+
+@dataclass
+class IntervalMetrics(Totals):
+    """What happened between two checkpoints; counts are for the interval only."""
+
+    interval_s: float = 0.0
     update_us: float | None = None  # mean time to learn one positive event
     evaluate_us: float | None = None  # mean time to evaluate one sampled event
     lag: int | None = None  # messages behind the broker's end, where it reports it
     factor_change: float | None = None  # ||V_now - V_prev||_F / ||V_prev||_F
     panel_overlap: float | None = None  # mean Jaccard of the panel's top-10 lists
-
-
-@dataclass
-class Totals:
-    """Counters since the store was created."""
-
-    received: int = 0
-    accepted: int = 0
-    positive: int = 0
-    rejected: int = 0
-    evaluated: int = 0
-    model_hits: int = 0
-    popular_hits: int = 0
 
 
 @dataclass

@@ -32,13 +32,12 @@ components.checkpoint_or_stop(config)
 
 @st.fragment(run_every=config.refresh_s)
 def headline() -> None:
-    try:
-        checkpoint = loaders.latest_checkpoint(config.db)
-        recent = loaders.metrics(
-            config.db, checkpoint.id, since=checkpoint.time - RECENT_S, max_points=1000
-        )
-    except loaders.Unavailable as exc:
-        components.unavailable(exc)
+    checkpoint = components.load(loaders.latest_checkpoint, config.db)
+    if checkpoint is None:
+        return
+    since = checkpoint.time - RECENT_S
+    recent = components.load(loaders.metrics, config.db, checkpoint.id, since, max_points=1000)
+    if recent is None:
         return
     age = time.time() - checkpoint.time
     interval = checkpoint.interval

@@ -24,10 +24,8 @@ components.checkpoint_or_stop(config)
 
 @st.fragment(run_every=config.refresh_s)
 def headline() -> None:
-    try:
-        checkpoint = loaders.latest_checkpoint(config.db)
-    except loaders.Unavailable as exc:
-        components.unavailable(exc)
+    checkpoint = components.load(loaders.latest_checkpoint, config.db)
+    if checkpoint is None:
         return
     components.checkpoint_caption(config, checkpoint)
     model_recall = checkpoint.recall_at_10
