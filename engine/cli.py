@@ -139,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument(
         "--eval-fraction", type=float, default=1.0, help="share of events the engine evaluates (1)"
     )
+    _add_quick(pipeline, "at most 300 events, one run")
     pipeline.set_defaults(run=_bench_pipeline)
     serve = benches.add_parser(
         "serve", help="API latency under load and event throughput with and without it"
@@ -158,6 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         default=200.0,
         help="mean pause of each client between requests, ms (200; 0 = back to back)",
     )
+    _add_quick(serve, "the file's first 2,000 ratings, at most 4 clients and 0.5 s a level")
     serve.set_defaults(run=_bench_serve)
     model = benches.add_parser("model", help="the model in process as it grows, no broker")
     model.add_argument("--users", type=int, default=1_000_000, help="users to reach (1,000,000)")
@@ -175,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     model.add_argument("--db", help="keep the store here (default: a temporary one)")
     model.add_argument("--seed", type=int, default=7, help="random seed (7)")
+    _add_quick(model, "at most 2,000 users and 500 items")
     model.set_defaults(run=_bench_model)
 
     status = commands.add_parser("status", help="print the latest checkpoint as JSON")
@@ -191,6 +194,14 @@ class _Commands:
 
     def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
         return self._subparsers.add_parser(name, parents=self._parents, **kwargs)
+
+
+def _add_quick(bench: argparse.ArgumentParser, caps: str) -> None:
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a run of seconds that checks the bench works ({caps}); its figures mean nothing",
+    )
 
 
 def _add_common(parser: argparse.ArgumentParser, db: bool = True) -> None:
@@ -367,6 +378,7 @@ def _bench_pipeline(args) -> int:
         runs=args.runs,
         encoding=args.encoding,
         eval_fraction=args.eval_fraction,
+        quick=args.quick,
     )
     return 0
 
@@ -382,7 +394,9 @@ def _bench_serve(args) -> int:
         )
         return 2
     try:
-        serve.main(args.data, args.max_concurrency, args.seconds, args.think_ms / 1000)
+        serve.main(
+            args.data, args.max_concurrency, args.seconds, args.think_ms / 1000, quick=args.quick
+        )
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -414,7 +428,7 @@ def _bench_model(args) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )
-    model.main(bench, args.db)
+    model.main(bench, args.db, quick=args.quick)
     return 0
 
 

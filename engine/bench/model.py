@@ -34,10 +34,15 @@ it prints one JSON line:
 - ``lookup_p50_ms``, ``lookup_p99_ms``: StoreReader.recommend(user, n=10)
   from that store for random users, the first (cache-refreshing) one
   included.
+
+``quick`` (``--quick``) caps the run at 2,000 users and 500 items, a few
+seconds: it checks that the bench works and prints its keys, and its figures
+mean nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import resource
@@ -59,6 +64,9 @@ CHANGED_USERS = 10_000  # users changed before the incremental checkpoint is tim
 LOOKUPS = 200
 CHUNK = 50_000  # events generated per numpy call
 RUN = 32  # events observed per call, as the worker's runs (engine.agents.RUN_MAX)
+QUICK_USERS = 2_000  # --quick: at most this many users and items, checkpoints this often
+QUICK_ITEMS = 500
+QUICK_CHECKPOINT_EVERY = 1_000
 
 
 @dataclass(frozen=True)
@@ -257,7 +265,21 @@ def _store_bytes(db: Path) -> int:
     return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
 
 
-def main(bench: ModelBench, db: str | None = None) -> None:
+def capped(bench: ModelBench) -> ModelBench:
+    """``bench`` capped to a run of a few seconds (``--quick``)."""
+    users = min(bench.users, QUICK_USERS)
+    return dataclasses.replace(
+        bench,
+        users=users,
+        items=min(bench.items, QUICK_ITEMS),
+        events=min(bench.events, 3 * users) if bench.events else None,
+        checkpoint_every=min(bench.checkpoint_every, QUICK_CHECKPOINT_EVERY),
+    )
+
+
+def main(bench: ModelBench, db: str | None = None, quick: bool = False) -> None:
+    if quick:
+        bench = capped(bench)
     if db:
         run(bench, Path(db))
         return

@@ -8,6 +8,10 @@ MovieLens files in JSON -- with the original FluRS + Faust write-up's
 engine (pre-registered FluRS MF, no evaluation), on the engine's consumer
 and on Faust's own as the write-up ran it. ``runs`` repeats them in turn, since other work on the machine moves single figures; the printed
 figures are medians. Prints one JSON object on its last line.
+
+``quick`` (``--quick``) caps the run at 300 events, once: it checks that
+every consumer runs and the JSON keys are there, in seconds; its figures
+mean nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from engine.synthetic import SyntheticConfig
 from storage import StoreReader
 
 TOPIC = "bench-events"
+QUICK_EVENTS = 300  # --quick: at most this many events, one run
 
 
 def run(
@@ -139,6 +144,9 @@ def main(
     runs: int = 1,
     encoding: str = "json",
     eval_fraction: float = 1.0,
+    quick: bool = False,
 ) -> None:
+    if quick:
+        events, runs = min(events or QUICK_EVENTS, QUICK_EVENTS), 1
     result = run(events, source, runs=runs, encoding=encoding, eval_fraction=eval_fraction)
     print(json.dumps(result))

@@ -29,6 +29,11 @@ much CPU the worker got (``worker_cpu_*``: CPU seconds per wall second,
 quiet and under load), how much the load generator itself took
 (``generator_cpu``; it runs on uvloop to keep that small) and the load
 average around the run.
+
+``quick`` (``--quick``) replays the file's first 2,000 ratings once and
+caps the levels at 4 clients and 0.5 s, one loaded spell each: a run of
+seconds that checks the bench works and prints its keys. The backlog does
+not outlast it, so its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -61,9 +66,40 @@ MAX_REQUESTS_PER_LEVEL = 50_000
 STARTUP_TIMEOUT_S = 120.0
 
 
-def replay(path: Path, copies: int) -> list[bytes]:
-    """The file's ratings ``copies`` times over, each copy later than the one before."""
-    ratings = read_ratings(path)
+@dataclass(frozen=True)
+class Workload:
+    """What a run replays and how long it loads the worker: the bench's, or ``--quick``'s."""
+
+    copies: int = COPIES
+    ratings: int | None = None  # the file's first ratings only; None: all of them
+    warmup_events: int = WARMUP_EVENTS
+    rounds: int = 3  # loaded spells at the highest level, each between quiet ones
+    max_concurrency: int | None = None  # caps on the levels; None: as asked
+    seconds: float | None = None
+    backlog: bool = True  # the backlog must outlast the run, or the event rates mean nothing
+
+    def levels(self, max_concurrency: int, seconds: float) -> tuple[int, float]:
+        if self.max_concurrency is not None:
+            max_concurrency = min(max_concurrency, self.max_concurrency)
+        if self.seconds is not None:
+            seconds = min(seconds, self.seconds)
+        return max_concurrency, seconds
+
+
+QUICK = Workload(
+    copies=1,
+    ratings=2_000,
+    warmup_events=2_000,
+    rounds=1,
+    max_concurrency=4,
+    seconds=0.5,
+    backlog=False,
+)
+
+
+def replay(path: Path, copies: int, limit: int | None = None) -> list[bytes]:
+    """The first ``limit`` ratings ``copies`` times over, each copy later than the one before."""
+    ratings = read_ratings(path)[:limit]
     first, last = ratings[0].timestamp, ratings[-1].timestamp
     span = last - first + 1.0
     return [
@@ -77,10 +113,17 @@ def levels_up_to(maximum: int) -> list[int]:
     return sorted({c for c in (1, 10, 25, 50, 100) if c < maximum} | {maximum})
 
 
-def run(data: Path, max_concurrency: int, seconds: float, think_s: float) -> dict:
-    messages = replay(data, COPIES)
+def run(
+    data: Path,
+    max_concurrency: int,
+    seconds: float,
+    think_s: float,
+    workload: Workload = Workload(),
+) -> dict:
+    max_concurrency, seconds = workload.levels(max_concurrency, seconds)
+    messages = replay(data, workload.copies, workload.ratings)
     total = len(messages)
-    users = sorted({json.loads(m)["user"] for m in messages[: total // COPIES]})
+    users = sorted({json.loads(m)["user"] for m in messages[: total // workload.copies]})
     # Mostly known users, and one request in ten for a user the model never saw.
     paths = [f"/recommend/{u}?n=10" for u in users] + [
         f"/recommend/new-{i}?n=10" for i in range(len(users) // 9)
@@ -118,7 +161,9 @@ def run(data: Path, max_concurrency: int, seconds: float, think_s: float) -> dic
             )
             target = Target(f"http://{HOST}:{port}/health", port, paths, worker.pid)
             try:
-                return _measure(target, total, max_concurrency, seconds, think_s, log_path)
+                return _measure(
+                    target, total, max_concurrency, seconds, think_s, workload, log_path
+                )
             finally:
                 worker.terminate()
                 try:
@@ -144,23 +189,25 @@ def _measure(
     max_concurrency: int,
     seconds: float,
     think_s: float,
+    workload: Workload,
     log: Path,
 ) -> dict:
     health = target.health
     load_before = os.getloadavg()[0]
-    _wait_for(lambda: (_get(health) or {}).get("events", 0) >= WARMUP_EVENTS, log)
+    warmup = min(workload.warmup_events, total)
+    _wait_for(lambda: (_get(health) or {}).get("events", 0) >= warmup, log)
     for concurrency in levels_up_to(max_concurrency)[:-1]:
         _print_level(_load(target, concurrency, seconds, think_s), think_s)
     # The highest level alternates with quiet spells of the same length, so the
     # event rates with and without load are measured side by side: the machine's
     # other work drifts, and it drifts alike for both.
-    top = _alternate(target, max_concurrency, seconds, think_s)
+    top = _alternate(target, max_concurrency, seconds, think_s, workload.rounds)
     _print_level(top.load, think_s)
     # And the worst case: every client sends its next request as soon as it can.
     flood = _alternate(target, max_concurrency, seconds, 0.0, rounds=1)
     _print_level(flood.load, 0.0)
     state = _get(health) or {}
-    if state.get("events", 0) >= total:
+    if workload.backlog and state.get("events", 0) >= total:
         raise RuntimeError("the worker ran out of backlog during the run; raise COPIES")
     result = top.load.result
     return {
@@ -338,6 +385,9 @@ def _wait_for(ready, log: Path) -> None:
         time.sleep(0.5)
 
 
-def main(data: str | None, max_concurrency: int, seconds: float, think_s: float) -> None:
-    result = run(Path(data) if data else DEFAULT_DATA, max_concurrency, seconds, think_s)
+def main(
+    data: str | None, max_concurrency: int, seconds: float, think_s: float, quick: bool = False
+) -> None:
+    workload = QUICK if quick else Workload()
+    result = run(Path(data) if data else DEFAULT_DATA, max_concurrency, seconds, think_s, workload)
     print(json.dumps(result))
