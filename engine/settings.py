@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,8 @@ def validate(s: Settings) -> None:
         _fail("RECO_MODEL", s.model, f"choose one of {', '.join(MODELS)}")
     _positive("RECO_PARTITIONS", s.partitions)
     _positive("RECO_REPLICATION", s.replication)
+    if not math.isfinite(s.min_rating):
+        _fail("RECO_MIN_RATING", s.min_rating, "use a rating such as 4")
     if not 0.0 <= s.eval_fraction <= 1.0:
         _fail("RECO_EVAL_FRACTION", s.eval_fraction, "use a fraction between 0 and 1")
     _positive("RECO_CHECKPOINT_INTERVAL", s.checkpoint_interval)
@@ -319,8 +322,9 @@ def _fail(env: str, value, fix: str):
 
 
 def _positive(env: str, value) -> None:
-    if value <= 0:
-        _fail(env, value, "use a value greater than 0")
+    # Written so that NaN fails too: every comparison with it is False.
+    if not (value > 0 and math.isfinite(value)):
+        _fail(env, value, "use a number greater than 0")
 
 
 def _check_name(env: str, value: str) -> None:
