@@ -19,6 +19,7 @@ from engine.settings import (
     ENV_FOR_FIELD,
     MODELS,
     SettingsError,
+    broker_port,
     ensure_datadir,
     load_settings,
     log_format,
@@ -49,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = _Commands(parser.add_subparsers(dest="command", required=True), logs)
 
     broker = commands.add_parser("broker", help="run the embedded Kafka-compatible broker")
-    broker.add_argument("--port", type=int, default=int(os.environ.get("RECO_BROKER_PORT", 19092)))
+    broker.add_argument("--port", help="on 127.0.0.1 (RECO_BROKER_PORT, 19092)")
     broker.set_defaults(run=_broker)
 
     wait = commands.add_parser("wait-for-broker", help="wait until the broker accepts connections")
@@ -223,8 +224,11 @@ def _apply_flags(args: argparse.Namespace):
 def _broker(args) -> int:
     from engine.broker import BrokerError, run_foreground
 
+    if args.port is not None:
+        os.environ["RECO_BROKER_PORT"] = args.port
+    port = broker_port()
     try:
-        return run_foreground(args.port)
+        return run_foreground(port)
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,7 @@ from pathlib import Path
 MODELS = ("hybrid", "popular", "mf", "bprmf", "userknn", "sketch", "fm")
 DEFAULT_MODEL = "hybrid"
 DEFAULT_BROKER = "kafka://127.0.0.1:19092"
+DEFAULT_BROKER_PORT = 19092
 ENCODINGS = ("json", "msgpack")  # as engine.encoding; a test checks the two agree
 # Codecs a producer may compress batches with; the engine decodes all of them.
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -188,6 +189,20 @@ def log_format(environ: dict[str, str] | None = None) -> str:
     if name not in LOG_FORMATS:
         _fail("RECO_LOG_FORMAT", name, "use text or json")
     return name
+
+
+def broker_port(environ: dict[str, str] | None = None) -> int:
+    """The embedded broker's port: RECO_BROKER_PORT, else 19092; SettingsError if bad.
+
+    Read apart from the other settings: the broker needs none of them, and a
+    bad one is for the commands that use it to report.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get("RECO_BROKER_PORT") or str(DEFAULT_BROKER_PORT)
+    port = _parse("RECO_BROKER_PORT", raw, int)
+    if not 1 <= port <= 65535:
+        _fail("RECO_BROKER_PORT", port, "use a port between 1 and 65535")
+    return port
 
 
 def validate(s: Settings) -> None:
