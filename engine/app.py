@@ -22,7 +22,7 @@ from engine import logs
 from engine.broker import is_reachable
 from engine.consumer import BatchingApp, BatchingConsumer, lag_by_partition
 from engine.kafka import broker_credentials
-from engine.runtime import EngineRuntime
+from engine.runtime import EngineRuntime, check_model
 from engine.settings import Settings, SettingsError, ensure_datadir, load_settings
 from engine.throttle import throttle_library_logs
 from storage import StoreError
@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 
 try:
     settings = load_settings()
+    check_model(settings)
 except SettingsError as exc:
-    sys.exit(f"error: {exc}")
+    # One line and exit code 2, as `python -m engine worker` gives.
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
 
 BROKER_RETRY_S = 2.0  # seconds between attempts to reach a broker that is not up yet
 DEAD_LETTER_FLUSH_S = 5.0  # seconds a stopping worker waits for the dead-letter topic, at most

@@ -249,6 +249,9 @@ def _worker(args) -> int:
     from storage import StoreError, StoreWriter, WriterLock
 
     settings = _apply_flags(args)
+    from engine.runtime import check_model  # after the settings: a bad one stops at once
+
+    check_model(settings)
     ensure_datadir(settings)
     try:
         StoreWriter(settings.db).close()

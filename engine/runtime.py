@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,10 +17,31 @@ from engine.kernels import warm_up
 from engine.live import LiveService
 from engine.online import ClickLog
 from engine.processor import ProcessorConfig, StreamProcessor
-from engine.settings import Settings
+from engine.recommender import DEFAULT_PARAMS, Recommender
+from engine.settings import Settings, SettingsError
 from storage.records import CheckpointWrite, IntervalMetrics
 
 log = logging.getLogger(__name__)
+
+
+def check_model(settings: Settings) -> None:
+    """Build the configured model once, empty; SettingsError naming RECO_MODEL_PARAMS if it fails.
+
+    A worker would otherwise find out only once Faust has started, with a
+    traceback: the README's own example, {"k": 20, "learn_rate": 0.03}, is
+    mf's and does not fit the default model.
+    """
+    model, params = settings.model, settings.model_params
+    try:
+        Recommender(model, params)
+    except (TypeError, ValueError) as exc:
+        takes = ", ".join(DEFAULT_PARAMS[model]) or "none"
+        unknown = sorted(set(params) - set(DEFAULT_PARAMS[model]))
+        why = f"{model} takes no {', '.join(unknown)}" if unknown else str(exc)
+        raise SettingsError(
+            f"RECO_MODEL_PARAMS={json.dumps(params)} is not valid: {why} "
+            f"(its parameters: {takes}; RECO_MODEL chooses the model)"
+        ) from None
 
 
 class BrokerWatch:
