@@ -373,9 +373,18 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _engine_environment() -> None:
+    """Check the settings a bench's engine processes inherit, before anything starts."""
+    settings = load_settings()
+    from engine.runtime import check_model  # after the settings: a bad one stops at once
+
+    check_model(settings)
+
+
 def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
+    _engine_environment()
     if args.runs < 1 or args.encoding not in ENCODINGS:
         print(f"error: --runs must be 1 or more, --encoding one of {ENCODINGS}", file=sys.stderr)
         return 2
@@ -394,6 +403,7 @@ def _bench_serve(args) -> int:
     from engine.bench import serve
     from engine.movielens import DatasetError
 
+    _engine_environment()
     if args.max_concurrency < 1 or args.seconds <= 0 or args.think_ms < 0:
         print(
             "error: --max-concurrency must be 1 or more, --seconds above 0, --think-ms 0 or more",
