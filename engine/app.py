@@ -182,7 +182,8 @@ def app_options(settings: Settings) -> dict:
         # interface unless the user asks for a wider one.
         "web_enabled": True,
         "web_bind": settings.web_host,
-        "web_host": settings.web_host,
+        # The host in the URLs Faust builds: an IPv6 address (::1) in brackets.
+        "web_host": f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host,
         "web_port": settings.web_port,
         # Faust's own table, router and statistics views have nothing to serve here.
         "web_router_enabled": False,
