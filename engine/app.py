@@ -21,7 +21,7 @@ import mode.loop
 from engine import logs
 from engine.broker import is_reachable
 from engine.consumer import BatchingApp, BatchingConsumer, lag_by_partition
-from engine.kafka import broker_credentials
+from engine.kafka import broker_credentials, client_options, declare_topic
 from engine.runtime import EngineRuntime, check_model
 from engine.settings import Settings, SettingsError, ensure_datadir, load_settings
 from engine.throttle import throttle_library_logs
@@ -98,6 +98,29 @@ class EngineApp(BatchingApp):
                 log.error("%s", exc)
                 raise SystemExit(2) from None
         await self._wait_for_broker()
+        await self._declare_events_topic()
+
+    async def _declare_events_topic(self) -> None:
+        """Create the events topic with RECO_PARTITIONS and RECO_REPLICATION unless it exists.
+
+        Faust creates only its own internal topics: a worker started before any
+        producer subscribed to a topic the broker then made with its own
+        defaults (4 partitions of 1 copy on the embedded broker).
+        """
+        if self.should_stop:
+            return
+        try:
+            await declare_topic(
+                settings.broker,
+                settings.topic,
+                settings.partitions,
+                client_options(settings),
+                replication=settings.replication,
+            )
+        except Exception as exc:  # a cluster may leave creating topics to its operators
+            log.warning(
+                "could not create topic %s (%r); consuming it as it is", settings.topic, exc
+            )
 
     def _create_directories(self) -> None:
         """Faust's folders, parents included: RECO_DATADIR may be a folder not made yet."""
