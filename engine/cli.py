@@ -245,11 +245,10 @@ def _wait_for_broker(args) -> int:
 
 
 def _worker(args) -> int:
+    settings = _apply_flags(args)  # first: a bad setting stops the command at once
     from engine.broker import port_is_free
+    from engine.runtime import check_model
     from storage import StoreError, StoreWriter, WriterLock
-
-    settings = _apply_flags(args)
-    from engine.runtime import check_model  # after the settings: a bad one stops at once
 
     check_model(settings)
     ensure_datadir(settings)
@@ -276,13 +275,13 @@ def _worker(args) -> int:
 
 
 def _produce(args) -> int:
+    settings = _apply_flags(args)  # first: a bad setting stops the command at once
     from engine import producer
     from engine.encoding import transcode
     from engine.kafka import client_options
     from engine.movielens import DatasetError, read_item_names
     from engine.synthetic import SyntheticConfig
 
-    settings = _apply_flags(args)
     loop = None
     if args.closed_loop and args.source != "synthetic":
         print("error: --closed-loop needs --source synthetic", file=sys.stderr)
@@ -450,9 +449,9 @@ def _bench_model(args) -> int:
 
 
 def _status(args) -> int:
+    settings = _apply_flags(args)  # first: a bad setting stops the command at once
     from storage import StoreError, StoreReader
 
-    settings = _apply_flags(args)
     try:
         checkpoint = StoreReader(settings.db).latest_checkpoint()
     except StoreError as exc:
