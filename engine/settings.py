@@ -264,6 +264,8 @@ def validate(s: Settings) -> None:
         _fail("RECO_LOG_FORMAT", s.log_format, "use text or json")
     if s.db.exists() and s.db.is_dir():
         _fail("RECO_DB", s.db, "it is a folder; give a file path such as data/reco.db")
+    if s.datadir.exists() and not s.datadir.is_dir():
+        _fail("RECO_DATADIR", s.datadir, "it is a file; give a folder (made if missing)")
     _positive("RECO_KEEP_REJECTED", s.keep_rejected)
     _validate_security(s)
 
