@@ -150,8 +150,7 @@ class EmbeddedBroker:
 
 def run_foreground(port: int) -> int:
     """Run the broker until SIGINT/SIGTERM; returns its exit code."""
-    broker = EmbeddedBroker(port).start()
-    log.info("embedded broker listening on %s", broker.url)
+    broker = EmbeddedBroker(port)
     stopping = False
 
     def stop(signum, frame):
@@ -159,10 +158,23 @@ def run_foreground(port: int) -> int:
         # again from a signal handler would deadlock on Popen's internal lock.
         nonlocal stopping
         stopping = True
-        broker.process.send_signal(signal.SIGTERM)
+        if broker.process is not None:
+            broker.process.send_signal(signal.SIGTERM)
 
+    # Before the start: Tansu runs in a session of its own, so a stop that came
+    # while it started would otherwise end this process and leave Tansu running.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    try:
+        broker.start()
+    except BrokerError:
+        if stopping:
+            return 0
+        raise
+    if stopping:  # asked to stop before Tansu was there to be told
+        broker.stop()
+        return 0
+    log.info("embedded broker listening on %s", broker.url)
     code = broker.process.wait()
     log.info("embedded broker stopped")
     return 0 if stopping else code
