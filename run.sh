@@ -32,7 +32,31 @@ run_tests() {
     "$PYTHON" -m pytest "$@"
 }
 
+# The variables only this script reads (the engine checks its own): a bad one
+# stops the demo before anything starts, in one line, as the engine's do.
+check_demo_settings() {
+    local name value
+    for name in RECO_BROKER_PORT RECO_DASHBOARD_PORT; do
+        value="${!name:-}"
+        if [ -n "$value" ] && ! { [[ $value =~ ^[0-9]{1,5}$ ]] && ((10#$value >= 1 && 10#$value <= 65535)); }; then
+            echo "error: $name=$value is not valid: use a port between 1 and 65535" >&2
+            exit 2
+        fi
+    done
+    value="${RECO_DEMO_RATE:-}"
+    if [ -n "$value" ] && ! { [[ $value =~ ^[0-9]*[.]?[0-9]+$ ]] && [[ $value =~ [1-9] ]]; }; then
+        echo "error: RECO_DEMO_RATE=$value is not valid: use events per second above 0, such as 300" >&2
+        exit 2
+    fi
+    value="${RECO_DASHBOARD_HOST:-127.0.0.1}"
+    if [[ $value =~ [[:space:]/] ]]; then
+        echo "error: RECO_DASHBOARD_HOST=$value is not valid: use an address such as 127.0.0.1 or 0.0.0.0" >&2
+        exit 2
+    fi
+}
+
 run_demo() {
+    check_demo_settings
     ensure_venv requirements.txt
     export RECO_DB="${RECO_DB:-data/reco.db}"
     local broker_port="${RECO_BROKER_PORT:-19092}"
