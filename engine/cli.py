@@ -222,7 +222,7 @@ def _apply_flags(args: argparse.Namespace):
 
 
 def _broker(args) -> int:
-    from engine.broker import BrokerError, run_foreground
+    from engine.sources.broker import BrokerError, run_foreground
 
     if args.port is not None:
         os.environ["RECO_BROKER_PORT"] = args.port
@@ -235,7 +235,7 @@ def _broker(args) -> int:
 
 
 def _wait_for_broker(args) -> int:
-    from engine.broker import wait_for_broker
+    from engine.sources.broker import wait_for_broker
 
     settings = _apply_flags(args)
     if wait_for_broker(settings.broker, args.timeout):
@@ -246,8 +246,8 @@ def _wait_for_broker(args) -> int:
 
 def _worker(args) -> int:
     settings = _apply_flags(args)  # first: a bad setting stops the command at once
-    from engine.broker import port_is_free
-    from engine.runtime import check_model
+    from engine.sources.broker import port_is_free
+    from engine.worker.runtime import check_model
     from storage import StoreError, StoreWriter, WriterLock
 
     check_model(settings)
@@ -259,8 +259,8 @@ def _worker(args) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # A broker that is not up yet is waited for by the app itself (engine.app),
-    # so `faust -A engine.app worker` behaves the same.
+    # A broker that is not up yet is waited for by the app itself (engine.worker.app),
+    # so `faust -A engine.worker.app worker` behaves the same.
     if not port_is_free(settings.web_host, settings.web_port):
         print(
             f"error: port {settings.web_port} on {settings.web_host} is in use (another "
@@ -268,7 +268,7 @@ def _worker(args) -> int:
             file=sys.stderr,
         )
         return 2
-    from engine.app import app, run_worker
+    from engine.worker.app import app, run_worker
 
     run_worker(app, settings)
     return 0
@@ -276,11 +276,11 @@ def _worker(args) -> int:
 
 def _produce(args) -> int:
     settings = _apply_flags(args)  # first: a bad setting stops the command at once
-    from engine import producer
-    from engine.encoding import transcode
-    from engine.kafka import client_options
-    from engine.movielens import DatasetError, read_item_names
-    from engine.synthetic import SyntheticConfig
+    from engine.sources import producer
+    from engine.sources.encoding import transcode
+    from engine.sources.kafka import client_options
+    from engine.sources.movielens import DatasetError, read_item_names
+    from engine.sources.synthetic import SyntheticConfig
 
     loop = None
     if args.closed_loop and args.source != "synthetic":
@@ -290,8 +290,8 @@ def _produce(args) -> int:
         config = SyntheticConfig(malformed=args.malformed, seed=args.seed)
         producer.store_item_names(settings.db, _synthetic_names(config))
         if args.closed_loop:
-            from engine.closed_loop import ClosedLoop
-            from engine.synthetic import SyntheticStream
+            from engine.sources.closed_loop import ClosedLoop
+            from engine.sources.synthetic import SyntheticStream
 
             loop = ClosedLoop(SyntheticStream(config), settings.api, api_token=settings.api_token)
             log.info("closed loop: users ask %s for recommendations", settings.api)
@@ -346,7 +346,7 @@ def _produce(args) -> int:
 
 
 def _synthetic_names(config) -> dict[str, str]:
-    from engine.synthetic import SyntheticStream
+    from engine.sources.synthetic import SyntheticStream
 
     # Names for the items that exist at the start and those that will arrive
     # over a long demo; cheap, and the dashboard never shows a bare id.
@@ -354,9 +354,9 @@ def _synthetic_names(config) -> dict[str, str]:
 
 
 def _evaluate(args) -> int:
-    from engine.evaluate import Protocol, evaluate_file
-    from engine.movielens import DatasetError
+    from engine.evaluation.replay import Protocol, evaluate_file
     from engine.settings import DEFAULT_MODEL, MODELS
+    from engine.sources.movielens import DatasetError
 
     model = args.model or DEFAULT_MODEL
     if model not in MODELS:
@@ -375,7 +375,7 @@ def _evaluate(args) -> int:
 def _engine_environment() -> None:
     """Check the settings a bench's engine processes inherit, before anything starts."""
     settings = load_settings()
-    from engine.runtime import check_model  # after the settings: a bad one stops at once
+    from engine.worker.runtime import check_model  # after the settings: a bad one stops at once
 
     check_model(settings)
 
@@ -400,7 +400,7 @@ def _bench_pipeline(args) -> int:
 
 def _bench_serve(args) -> int:
     from engine.bench import serve
-    from engine.movielens import DatasetError
+    from engine.sources.movielens import DatasetError
 
     _engine_environment()
     if args.max_concurrency < 1 or args.seconds <= 0 or args.think_ms < 0:

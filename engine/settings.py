@@ -14,13 +14,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Kept here, not imported from engine.recommender, so reading settings never loads FluRS;
+# Kept here, not imported from engine.models.registry, so reading settings never loads FluRS;
 # a test checks the two agree.
 MODELS = ("hybrid", "popular", "mf", "bprmf", "userknn", "sketch", "fm")
 DEFAULT_MODEL = "hybrid"
 DEFAULT_BROKER = "kafka://127.0.0.1:19092"
 DEFAULT_BROKER_PORT = 19092
-ENCODINGS = ("json", "msgpack")  # as engine.encoding; a test checks the two agree
+ENCODINGS = ("json", "msgpack")  # as engine.sources.encoding; a test checks the two agree
 # Codecs a producer may compress batches with; the engine decodes all of them.
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
@@ -51,7 +51,7 @@ class Settings:
     datadir: Path = Path("data/faust")
     log_level: str = "info"
     log_format: str = "text"  # or "json": one JSON object per line, for log collectors
-    encoding: str = "json"  # of the events on the topic: json or msgpack (engine.encoding)
+    encoding: str = "json"  # of the events on the topic: json or msgpack (engine.sources.encoding)
     compression: str = "none"  # of the batches our producer sends: one of COMPRESSIONS
     event_loop: str = "uvloop"  # Faust's event loop: uvloop or aio (asyncio's own)
     keep_rejected: int = 10_000  # rejected messages kept in the store, newest first

@@ -1,9 +1,9 @@
 """The SQLite store: the contract between the engine and every reader."""
 
-from storage import logarithm
+from storage import _logarithm as logarithm
+from storage._lock import WriterLock
+from storage._logarithm import log1p, log1p_counts, log1p_table
 from storage.errors import NoCheckpoint, StoreCorrupt, StoreError, StoreLocked, StoreMissing
-from storage.lock import WriterLock
-from storage.logarithm import log1p, log1p_counts, log1p_table
 from storage.reader import MAX_N, MAX_USER_ID_LENGTH, StoreReader, validate_user_id
 from storage.records import (
     Checkpoint,

@@ -10,7 +10,7 @@ import bisect
 
 import numpy as np
 
-from storage.logarithm import log1p_counts
+from storage._logarithm import log1p_counts
 
 # dot:     u . V + b (BPR-MF, FM, sketch, and models that add a per-item prior)
 # mf:      -|1 - u . V| (FluRS's incremental MF, which fits u . v to 1 for positives)

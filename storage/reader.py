@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from storage import queries
-from storage.connection import connect_readonly
+from storage import _queries as queries
+from storage._connection import connect_readonly
+from storage._item_cache import ITEM_CACHE
 from storage.errors import NoCheckpoint, StoreError
-from storage.item_cache import ITEM_CACHE
 from storage.ranking import N_STAGES, score_items, top_n
 from storage.records import (
     Checkpoint,

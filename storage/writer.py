@@ -9,10 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from storage import histories, queries, segments
-from storage.connection import BUSY_TIMEOUT_MS, open_writable
+from storage import _histories as histories
+from storage import _queries as queries
+from storage import _segments as segments
+from storage._connection import BUSY_TIMEOUT_MS, open_writable
+from storage._transient_arrays import transient_arrays
 from storage.records import Checkpoint, CheckpointWrite, ModelState
-from storage.transient import transient_arrays
 
 
 class StoreWriter:

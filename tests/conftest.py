@@ -45,7 +45,7 @@ def no_live_api():
 @pytest.fixture(scope="session")
 def broker():
     """A real embedded Kafka-compatible broker on a free port, for the whole session."""
-    from engine.broker import EmbeddedBroker
+    from engine.sources.broker import EmbeddedBroker
 
     with EmbeddedBroker() as running:
         yield running
@@ -54,7 +54,7 @@ def broker():
 @pytest.fixture
 def engine_env(tmp_path: Path, broker) -> dict[str, str]:
     """Environment for an engine process: its own topic, group, store and data folder."""
-    from engine.broker import free_port
+    from engine.sources.broker import free_port
 
     name = tmp_path.name.replace("_", "-")[-40:]
     env = dict(os.environ)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.processor import ProcessorConfig, StreamProcessor
+from engine.processing.processor import ProcessorConfig, StreamProcessor
 
 
 def message(user, item, rating=5, timestamp=1_700_000_000) -> bytes:

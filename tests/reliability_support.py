@@ -152,7 +152,7 @@ class PacedProducer(threading.Thread):
     async def _send(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        from engine.kafka import bootstrap_servers, declare_topic
+        from engine.sources.kafka import bootstrap_servers, declare_topic
 
         await declare_topic(self.broker_url, self.topic, self.partitions)
         producer = AIOKafkaProducer(
@@ -339,7 +339,7 @@ def send(
     async def go():
         from aiokafka import AIOKafkaProducer
 
-        from engine.kafka import bootstrap_servers, declare_topic
+        from engine.sources.kafka import bootstrap_servers, declare_topic
 
         await declare_topic(broker_url, topic, partitions)
         producer = AIOKafkaProducer(

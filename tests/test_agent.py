@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.runtime import EngineRuntime
 from engine.settings import load_settings
+from engine.worker.runtime import EngineRuntime
 from storage import StoreReader
 from tests.helpers import message
 
 
 def test_agent_learns_counts_and_rejects(tmp_path, monkeypatch):
     monkeypatch.setenv("RECO_DB", str(tmp_path / "reco.db"))
-    from engine.agents import consume_events
-    from engine.app import app
+    from engine.worker.agents import consume_events
+    from engine.worker.app import app
 
     app.runtime = EngineRuntime(load_settings())
 

@@ -131,7 +131,7 @@ def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
 
 def test_faust_own_command_serves_the_api_too(engine_env):
     api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
-    command = [sys.executable, "-m", "faust", "-A", "engine.app", "worker", "-l", "warn"]
+    command = [sys.executable, "-m", "faust", "-A", "engine.worker.app", "worker", "-l", "warn"]
     with running(command, engine_env):
         # Ready (200, ok) once its partitions are assigned: then it consumes.
         _wait_for(lambda: _get(f"{api}/health")[1]["ok"], 90, "faust worker ready")

@@ -47,7 +47,7 @@ def test_only_the_recommender_module_imports_flurs():
         for path, names in _imports(package).items()
         if "flurs" in names
     }
-    assert importers == {"engine/recommender.py"}
+    assert importers == {"engine/models/registry.py"}
 
 
 def test_only_storage_runs_sql():

@@ -1,7 +1,7 @@
 """Record batches the consumer cannot decode become counted rejections, never a raised error.
 
 Real batches in Kafka's format, built and compressed by aiokafka's own
-builder, go through the fetcher's records (engine.batches) as a fetch
+builder, go through the fetcher's records (engine.worker.batches) as a fetch
 response's bytes would; the ones that cannot be read are damaged on purpose
 with a CRC that still matches, as a faulty producer would send them.
 """
@@ -20,8 +20,8 @@ from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 
 from dashboard.loaders import reason_kind
-from engine.batches import TolerantPartitionRecords
-from engine.events import InvalidEvent, UndecodableMessage, parse_event
+from engine.sources.events import InvalidEvent, UndecodableMessage, parse_event
+from engine.worker.batches import TolerantPartitionRecords
 from tests.helpers import processor
 
 TP = TopicPartition("events", 0)

@@ -42,7 +42,7 @@ from typing import Any
 
 import pytest
 
-from engine.broker import free_port, is_listening
+from engine.sources.broker import free_port, is_listening
 from storage import Checkpoint, StoreReader
 from tests.reliability_support import PYTHON, REPO, Worker, env_without_reco, latest, wait_for
 
@@ -517,9 +517,9 @@ def expected_replay(ratings: list[Rating], events: int | None = None) -> list[Ra
 
 def synthetic_counts(events: int, malformed: float, min_rating: float) -> tuple[int, int]:
     """(rejected, positive) of the demo stream's first ``events`` with produce's default seed."""
-    from engine.events import InvalidEvent, parse_event
-    from engine.producer import synthetic_messages
-    from engine.synthetic import SyntheticConfig
+    from engine.sources.events import InvalidEvent, parse_event
+    from engine.sources.producer import synthetic_messages
+    from engine.sources.synthetic import SyntheticConfig
 
     rejected = positive = 0
     for message in synthetic_messages(SyntheticConfig(malformed=malformed), events):
@@ -630,7 +630,7 @@ def run_worker(layout: Layout, broker) -> WorkerRun:
 
 
 def run_faust_worker(layout: Layout, broker) -> WorkerRun:
-    """`faust -A engine.app worker`, settings from the environment, on MessagePack events.
+    """`faust -A engine.worker.app worker`, settings from the environment, on MessagePack events.
 
     It starts on a topic nobody has written to yet, creates the topic with
     RECO_REPLICATION copies, and serves its API on ::1 where this machine has it.
@@ -648,7 +648,9 @@ def run_faust_worker(layout: Layout, broker) -> WorkerRun:
         RECO_ENCODING="msgpack",
         RECO_CHECKPOINT_INTERVAL=1,
     )
-    worker = Worker(env, layout.root / "faust.log", [FAUST, "-A", "engine.app", "worker"], cwd)
+    worker = Worker(
+        env, layout.root / "faust.log", [FAUST, "-A", "engine.worker.app", "worker"], cwd
+    )
     worker.start()
     run = WorkerRun(db=db, port=port, produced={})
     api = f"http://{FAUST_HOST if ':' not in FAUST_HOST else f'[{FAUST_HOST}]'}:{port}"
@@ -1022,7 +1024,7 @@ def test_closed_loop_users_ask_the_api_and_their_impressions_are_stored(worker_r
 
 @pytest.mark.integration
 @needs("faust")
-@covers("faust -A engine.app worker")
+@covers("faust -A engine.worker.app worker")
 @covers("produce", "--encoding")
 def test_faust_worker_consumes_msgpack_events_and_stops_on_sigterm(jobs):
     run = jobs["faust"].result()
@@ -1053,7 +1055,7 @@ def test_the_topic_the_worker_creates_has_reco_replication_copies(jobs, broker):
 async def _describe(broker_url: str, topic: str) -> list[dict]:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    from engine.kafka import bootstrap_servers
+    from engine.sources.kafka import bootstrap_servers
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker_url))
     await admin.start()
@@ -1092,7 +1094,7 @@ async def _read_topic(broker_url: str, topic: str) -> list[tuple[int, bytes | No
     """Every record of ``topic``, as (partition, key, value), read without a group."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    from engine.kafka import bootstrap_servers
+    from engine.sources.kafka import bootstrap_servers
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers(broker_url), enable_auto_commit=False
@@ -1429,7 +1431,7 @@ def test_a_bad_value_stops_the_command_with_one_line_naming_it(variable, tmp_pat
 
 READERS = {
     "worker": ("worker",),
-    "faust -A engine.app worker": (FAUST, "-A", "engine.app", "worker"),
+    "faust -A engine.worker.app worker": (FAUST, "-A", "engine.worker.app", "worker"),
     "produce": ("produce", "--source", "synthetic", "--events", "1"),
     "status": ("status",),
     "wait-for-broker": ("wait-for-broker", "--timeout", "1"),

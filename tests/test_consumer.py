@@ -6,7 +6,7 @@ import asyncio
 
 from faust.types import TP
 
-from engine.consumer import FETCH_MAX_WAIT_MS, BatchingApp, BatchingConsumer
+from engine.worker.consumer import FETCH_MAX_WAIT_MS, BatchingApp, BatchingConsumer
 
 TOPIC = TP("events", 0)
 

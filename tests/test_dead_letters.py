@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from engine.dead_letters import DeadLetters
-from engine.kafka import bootstrap_servers
+from engine.sources.kafka import bootstrap_servers
+from engine.worker.dead_letters import DeadLetters
 from tests.reliability_support import Worker, event, latest, send, wait_for
 
 GOOD = [event(f"u{n}", f"i{n % 5}", 5) for n in range(20)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.processor import ProcessorConfig, StreamProcessor
+from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.settings import MODELS
 from storage import StoreWriter
 from tests.helpers import message

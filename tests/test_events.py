@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import events, settings
-from engine.encoding import ENCODINGS, encode_event
-from engine.events import Interaction, InvalidEvent, parse_event, preview
+from engine import settings
+from engine.sources import events
+from engine.sources.encoding import ENCODINGS, encode_event
+from engine.sources.events import Interaction, InvalidEvent, parse_event, preview
 
 
 def _msg(**fields) -> bytes:

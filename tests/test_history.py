@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.history import UserHistory
+from engine.models.history import UserHistory
 
 
 class _Reference:

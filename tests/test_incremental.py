@@ -7,10 +7,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-from engine.processor import ProcessorConfig, StreamProcessor
-from storage import StoreReader, StoreWriter, histories
-from storage.codec import encode_array, encode_rows
-from storage.session_rows import encode_session_rows
+from engine.processing.processor import ProcessorConfig, StreamProcessor
+from storage import StoreReader, StoreWriter
+from storage import _histories as histories
+from storage._codec import encode_array, encode_rows
+from storage._session_rows import encode_session_rows
 from tests.test_quality_evaluator import synthetic_messages
 
 STEPS = ((0, 700), (700, 1150), (1150, 1500))

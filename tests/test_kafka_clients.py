@@ -32,9 +32,9 @@ from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import TopicPartition
 
-from engine.batches import CODEC_MASK, CODECS
-from engine.broker import free_port
-from engine.kafka import bootstrap_servers, declare_topic
+from engine.sources.broker import free_port
+from engine.sources.kafka import bootstrap_servers, declare_topic
+from engine.worker.batches import CODEC_MASK, CODECS
 from storage import Checkpoint, StoreReader, Totals
 from tests.reliability_support import PYTHON, REPO, Worker, latest, wait_for
 

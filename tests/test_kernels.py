@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import processor as processor_module
-from engine.evaluation import Draws, rank_of
+from engine.evaluation.prequential import Draws, rank_of
 from engine.kernels import count_rank, top_n
-from engine.popularity import PopularityCounts
-from engine.processor import ProcessorConfig, StreamProcessor
-from engine.recommender import Recommender
+from engine.models.baseline import PopularityCounts
+from engine.models.registry import Recommender
+from engine.processing import processor as processor_module
+from engine.processing.processor import ProcessorConfig, StreamProcessor
 from storage import ranking
 from storage.ranking import score_items
 from tests.test_quality_evaluator import synthetic_messages

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.events import parse_event
-from engine.movielens import DatasetError, read_item_names, read_ratings
-from engine.producer import movielens_messages
+from engine.sources.events import parse_event
+from engine.sources.movielens import DatasetError, read_item_names, read_ratings
+from engine.sources.producer import movielens_messages
 
 
 def test_ml100k_replays_into_one_valid_event_per_rating(ml100k):

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from engine.closed_loop import ClosedLoop
-from engine.live import LiveService
-from engine.loopshare import LoopShare
-from engine.online import CLOCK_SLACK_S, ClickLog, StreamClock, variant_of
 from engine.settings import SettingsError, load_settings
+from engine.sources.closed_loop import ClosedLoop
+from engine.worker.admission import LoopShare
+from engine.worker.clicks import CLOCK_SLACK_S, ClickLog, StreamClock, variant_of
+from engine.worker.live import LiveService
 from tests.helpers import feed, message, processor
 
 T0 = 1_700_000_000.0
@@ -122,7 +122,7 @@ def test_ab_assignment_is_stable_and_splits_users_by_the_fraction():
     assert set(baseline) <= {u for u in users if variant_of(u, 0.5) == "baseline"}
     # The same in another process, whose str hash() is salted differently.
     code = (
-        "from engine.online import variant_of;"
+        "from engine.worker.clicks import variant_of;"
         "print(''.join('b' if variant_of(f'u{i}', 0.2) == 'baseline' else 'm' "
         "for i in range(300)))"
     )

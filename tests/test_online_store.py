@@ -7,7 +7,7 @@ import sqlite3
 from sqlite_utils import Database
 
 from storage import OnlineCounts, StoreReader, StoreWriter
-from storage.schema import migrations
+from storage._schema import migrations
 from tests.helpers import feed, processor
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.evaluation import percentile_rank, rank_of
+from engine.evaluation.prequential import percentile_rank, rank_of
 from tests.helpers import feed, message, processor
 
 

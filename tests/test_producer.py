@@ -11,10 +11,10 @@ import msgpack
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from engine.broker import free_port, wait_for_broker
-from engine.encoding import event_key
-from engine.kafka import bootstrap_servers
-from engine.producer import send_messages
+from engine.sources.broker import free_port, wait_for_broker
+from engine.sources.encoding import event_key
+from engine.sources.kafka import bootstrap_servers
+from engine.sources.producer import send_messages
 from tests.helpers import message
 
 

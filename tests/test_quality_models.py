@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from engine import settings
-from engine.evaluate import Protocol, positives, replay
-from engine.evaluation import TOP_N
-from engine.events import parse_event
-from engine.processor import ProcessorConfig, StreamProcessor
-from engine.recommender import DEFAULT_MODEL, MODELS, Recommender
-from engine.rows import GrowableRows
+from engine.evaluation.prequential import TOP_N
+from engine.evaluation.replay import Protocol, positives, replay
+from engine.models.growable import GrowableRows
+from engine.models.registry import DEFAULT_MODEL, MODELS, Recommender
+from engine.processing.processor import ProcessorConfig, StreamProcessor
+from engine.sources.events import parse_event
 from storage import StoreReader, StoreWriter
 from storage.ranking import top_n
 from tests.test_quality_evaluator import synthetic_messages

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.evaluate import evaluate_file
-from engine.recommender import DEFAULT_MODEL
+from engine.evaluation.replay import evaluate_file
+from engine.models.registry import DEFAULT_MODEL
 
 # Measured 1.51x popularity's recall@10 here (README, "Recommendation
 # quality"); a guard a little under it, not the goal.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.recommender import Recommender
-from engine.rows import GrowableRows
+from engine.models.growable import GrowableRows
+from engine.models.registry import Recommender
 from tests.helpers import feed, processor
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from engine.broker import EmbeddedBroker
+from engine.sources.broker import EmbeddedBroker
 from tests.reliability_support import (
     PYTHON,
     KnownStream,
@@ -110,7 +110,7 @@ def test_a_broker_outage_is_reported_survived_and_counted_once(engine_env, tmp_p
     "command",
     [
         [PYTHON, "-m", "engine", "worker"],
-        [PYTHON, "-m", "faust", "-A", "engine.app", "worker", "--without-web"],
+        [PYTHON, "-m", "faust", "-A", "engine.worker.app", "worker", "--without-web"],
     ],
     ids=["python-m-engine", "faust-A"],
 )
@@ -145,8 +145,8 @@ def test_a_worker_started_before_its_broker_waits_and_then_runs(engine_env, tmp_
 
 
 def test_resume_positions_rebase_onto_a_recreated_or_truncated_topic(tmp_path, caplog):
-    from engine.runtime import EngineRuntime
     from engine.settings import load_settings
+    from engine.worker.runtime import EngineRuntime
 
     runtime = EngineRuntime(load_settings({"RECO_DB": str(tmp_path / "reco.db")}))
     try:
@@ -169,9 +169,9 @@ def test_resume_positions_rebase_onto_a_recreated_or_truncated_topic(tmp_path, c
 
 
 def test_the_broker_watch_reports_an_outage_once_with_its_start(caplog):
-    from engine.runtime import BrokerWatch
+    from engine.worker.runtime import BrokerWatch
 
-    caplog.set_level("INFO", logger="engine.runtime")
+    caplog.set_level("INFO", logger="engine.worker.runtime")
     watch = BrokerWatch("kafka://127.0.0.1:1")
     watch.record(True, now=100.0)
     assert (watch.connected, watch.stalled_since) == (True, None)
@@ -187,7 +187,7 @@ def test_the_broker_watch_reports_an_outage_once_with_its_start(caplog):
 def test_repeated_library_errors_are_held_back_and_counted():
     import logging
 
-    from engine.throttle import Throttle
+    from engine.worker.throttle import Throttle
 
     clock = [0.0]
     throttle = Throttle(every_s=30, clock=lambda: clock[0])

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engine.processor import ProcessorConfig, StreamProcessor
+from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.settings import DEFAULT_MODEL, MODELS
 from storage import StoreReader, StoreWriter
 from tests.reliability_support import (
@@ -198,7 +198,7 @@ def test_sigkill_at_random_moments_counts_every_event_exactly_once(engine_env, t
 
 _INTERRUPTED_WRITER = """
 import sys, time
-from engine.processor import ProcessorConfig, StreamProcessor
+from engine.processing.processor import ProcessorConfig, StreamProcessor
 from storage import StoreWriter
 
 writer = StoreWriter(sys.argv[1])
@@ -361,7 +361,7 @@ def test_faust_a_worker_refuses_a_corrupt_file_the_same_way(tmp_path, engine_env
     db = _garbage(tmp_path / "reco.db")
     digest = hashlib.sha256(db.read_bytes()).hexdigest()
     result = subprocess.run(
-        [PYTHON, "-m", "faust", "-A", "engine.app", "worker", "--without-web"],
+        [PYTHON, "-m", "faust", "-A", "engine.worker.app", "worker", "--without-web"],
         env=engine_env_with(engine_env, RECO_DB=db),
         cwd=REPO,
         capture_output=True,

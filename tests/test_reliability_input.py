@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.events import (
+from engine.sources.events import (
     MAX_ID_LENGTH,
     MAX_TIMESTAMP,
     PAYLOAD_PREVIEW_CHARS,

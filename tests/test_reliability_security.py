@@ -14,8 +14,8 @@ import faust
 import pytest
 from faust.types.auth import AuthProtocol, SASLMechanism
 
-from engine.kafka import broker_credentials, client_options
 from engine.settings import SettingsError, load_settings
+from engine.sources.kafka import broker_credentials, client_options
 from storage import StoreReader, StoreWriter
 from tests.helpers import feed, processor
 from tests.reliability_support import PYTHON, REPO
@@ -51,7 +51,7 @@ def test_sasl_over_tls_reaches_faust_and_the_producer_alike():
     context = credentials.ssl_context
     assert context.verify_mode is ssl.CERT_REQUIRED and context.check_hostname
 
-    from engine.app import app_options
+    from engine.worker.app import app_options
 
     app = faust.App("security-test", **app_options(settings))
     assert isinstance(app.conf.broker_credentials, faust.SASLCredentials)
@@ -203,9 +203,9 @@ def test_the_scan_catches_what_it_looks_for(tmp_path):
 # -- SQL only with bound parameters -------------------------------------------------------
 
 # Names that may be formatted into SQL text: fixed column lists (``columns``:
-# one of storage.queries' constant sets per store version), placeholder
+# one of storage._queries' constant sets per store version), placeholder
 # strings ("?, ?"), a GROUP BY chosen from two literals, integer settings, and
-# the names of the segment tables (constants of storage.segments/histories).
+# the names of the segment tables (constants of storage._segments/histories).
 _SQL_FRAGMENTS = {
     "table",
     "TABLE",
@@ -271,8 +271,8 @@ def test_hostile_ids_are_data_to_the_reader_not_sql(tmp_path):
 
 
 def test_everything_that_listens_binds_to_127_0_0_1_by_default():
-    from engine.app import app_options, worker_argv
-    from engine.broker import broker_command
+    from engine.sources.broker import broker_command
+    from engine.worker.app import app_options, worker_argv
 
     run_sh = (REPO / "run.sh").read_text()
     assert "--server.address 127.0.0.1" in run_sh or '--server.address "${' in run_sh

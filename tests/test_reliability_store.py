@@ -21,11 +21,13 @@ from pathlib import Path
 
 import pytest
 
-import storage.connection
-from engine.checkpointer import MAX_PENDING, Checkpointer, CheckpointFailed
-from engine.processor import ProcessorConfig, StreamProcessor
-from storage import StoreReader, StoreWriter, histories, queries
-from storage.connection import connect_readonly
+import storage._connection
+from engine.processing.processor import ProcessorConfig, StreamProcessor
+from engine.worker.checkpointer import MAX_PENDING, Checkpointer, CheckpointFailed
+from storage import StoreReader, StoreWriter
+from storage import _histories as histories
+from storage import _queries as queries
+from storage._connection import connect_readonly
 from tests.reliability_support import (
     REPO,
     KnownStream,
@@ -245,7 +247,7 @@ def _lock_the_store(db: str, locked, release) -> None:
 
 
 def test_a_checkpoint_that_failed_to_write_is_written_before_the_next(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage.connection, "BUSY_TIMEOUT_MS", 200)
+    monkeypatch.setattr(storage._connection, "BUSY_TIMEOUT_MS", 200)
     monkeypatch.setattr("storage.writer.BUSY_TIMEOUT_MS", 200)
     db = tmp_path / "reco.db"
     checkpointer = Checkpointer(db, keep_snapshots=3, metrics_retention_s=86400)
@@ -291,7 +293,7 @@ def test_a_checkpoint_that_failed_to_write_is_written_before_the_next(tmp_path, 
 
 
 def test_a_store_that_keeps_refusing_stops_the_engine(tmp_path, monkeypatch):
-    monkeypatch.setattr(storage.connection, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(storage._connection, "BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr("storage.writer.BUSY_TIMEOUT_MS", 50)
     db = tmp_path / "reco.db"
     checkpointer = Checkpointer(db, keep_snapshots=3, metrics_retention_s=86400)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.broker import free_port, is_listening
+from engine.sources.broker import free_port, is_listening
 from storage import StoreError, StoreReader
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,10 @@ import sqlite3
 import numpy as np
 import pytest
 
-from storage import histories, segments
+from storage import _histories as histories
+from storage import _segments as segments
+from storage._session_rows import widen_session_rows
 from storage.ranking import N_STAGES
-from storage.session_rows import widen_session_rows
 from storage.writer import StoreWriter
 
 

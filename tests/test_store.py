@@ -225,7 +225,7 @@ def test_foreign_or_corrupt_files_are_refused_by_name(tmp_path):
 
 def test_reader_cannot_write(db_path):
     _store_with_checkpoint(db_path)
-    from storage.connection import connect_readonly
+    from storage._connection import connect_readonly
 
     conn = connect_readonly(db_path)
     with pytest.raises(sqlite3.OperationalError):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from engine.broker import free_port
+from engine.sources.broker import free_port
 from storage import StoreLocked, WriterLock
 from tests.reliability_support import PYTHON, REPO, Worker, latest, wait_for
 
@@ -55,8 +55,11 @@ def test_a_lock_left_by_a_killed_process_does_not_block_the_next(tmp_path):
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "command",
-    [["-m", "engine", "worker"], ["-m", "faust", "-A", "engine.app", "worker", "--without-web"]],
-    ids=["python -m engine worker", "faust -A engine.app worker"],
+    [
+        ["-m", "engine", "worker"],
+        ["-m", "faust", "-A", "engine.worker.app", "worker", "--without-web"],
+    ],
+    ids=["python -m engine worker", "faust -A engine.worker.app worker"],
 )
 def test_a_second_worker_on_a_store_in_use_refuses_in_one_line(engine_env, tmp_path, command):
     db = tmp_path / "reco.db"

@@ -7,7 +7,7 @@ import threading
 import pytest
 from numpy._core import multiarray
 
-from storage.transient import transient_arrays
+from storage._transient_arrays import transient_arrays
 
 set_advice = getattr(multiarray, "_set_madvise_hugepage", None)
 pytestmark = pytest.mark.skipif(set_advice is None, reason="numpy without the setting")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.broker import free_port
+from engine.sources.broker import free_port
 from tests.reliability_support import (
     PYTHON,
     REPO,
@@ -63,8 +63,8 @@ def test_an_idle_worker_with_its_store_elsewhere_stops_and_starts_again(broker, 
 
 @pytest.mark.parametrize(
     "command",
-    [["-m", "engine", "worker"], ["-m", "faust", "-A", "engine.app", "worker"]],
-    ids=["python -m engine worker", "faust -A engine.app worker"],
+    [["-m", "engine", "worker"], ["-m", "faust", "-A", "engine.worker.app", "worker"]],
+    ids=["python -m engine worker", "faust -A engine.worker.app worker"],
 )
 def test_a_faust_folder_that_cannot_be_made_stops_the_worker_in_one_line(command, tmp_path):
     blocker = tmp_path / "a-file"

@@ -54,9 +54,9 @@ class Stopwatch:
 
 
 def run_noop(stopwatch: Stopwatch) -> None:
-    from engine.app import app_options
-    from engine.consumer import BatchingApp
     from engine.settings import load_settings
+    from engine.worker.app import app_options
+    from engine.worker.consumer import BatchingApp
 
     settings = load_settings()
     app = BatchingApp(settings.group, **app_options(settings))
@@ -71,8 +71,8 @@ def run_noop(stopwatch: Stopwatch) -> None:
 
 
 def run_engine(stopwatch: Stopwatch) -> None:
-    from engine.app import app, settings
-    from engine.runtime import EngineRuntime
+    from engine.worker.app import app, settings
+    from engine.worker.runtime import EngineRuntime
 
     app.runtime = EngineRuntime(settings)
     processor = app.runtime.processor
@@ -107,10 +107,10 @@ def run_original(stopwatch: Stopwatch, stock: bool = False) -> None:
 
     import faust
 
-    from engine.app import app_options
-    from engine.consumer import BatchingApp
-    from engine.recommender import OriginalMF
+    from engine.models.registry import OriginalMF
     from engine.settings import load_settings
+    from engine.worker.app import app_options
+    from engine.worker.consumer import BatchingApp
 
     settings = load_settings()
     if stock:
@@ -131,7 +131,7 @@ def run_original(stopwatch: Stopwatch, stock: bool = False) -> None:
 
 
 def _start(app, settings) -> None:
-    from engine.app import run_worker
+    from engine.worker.app import run_worker
 
     run_worker(app, settings)
 

@@ -26,7 +26,7 @@ it prints one JSON line:
 - ``checkpoint_full_again_ms``: a second full checkpoint right after the
   first, to tell a first-time cost from a steady one (at 1M users the first
   capture took 1.3 s and the second 0.4 s, until exports went without
-  huge-page advice: storage/transient.py);
+  huge-page advice: storage/_transient_arrays.py);
 - ``checkpoint_full_capture_ms``, ``checkpoint_full_again_capture_ms``,
   ``checkpoint_incremental_capture_ms``: the part of each spent taking the
   snapshot, which the worker does on its event loop (the rest, the write,
@@ -54,16 +54,16 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.events import Interaction
 from engine.kernels import warm_up
-from engine.processor import ProcessorConfig, StreamProcessor
+from engine.processing.processor import ProcessorConfig, StreamProcessor
+from engine.sources.events import Interaction
 from storage import StoreReader, StoreWriter
 
 MILESTONES = (10_000, 100_000, 1_000_000)
 CHANGED_USERS = 10_000  # users changed before the incremental checkpoint is timed
 LOOKUPS = 200
 CHUNK = 50_000  # events generated per numpy call
-RUN = 32  # events observed per call, as the worker's runs (engine.agents.RUN_MAX)
+RUN = 32  # events observed per call, as the worker's runs (engine.worker.agents.RUN_MAX)
 QUICK_USERS = 2_000  # --quick: at most this many users and items, checkpoints this often
 QUICK_ITEMS = 500
 QUICK_CHECKPOINT_EVERY = 1_000

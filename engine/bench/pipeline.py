@@ -27,10 +27,10 @@ import time
 import uuid
 from pathlib import Path
 
-from engine.broker import EmbeddedBroker, free_port
-from engine.encoding import transcode
-from engine.producer import movielens_messages, send_messages, synthetic_messages
-from engine.synthetic import SyntheticConfig
+from engine.sources.broker import EmbeddedBroker, free_port
+from engine.sources.encoding import transcode
+from engine.sources.producer import movielens_messages, send_messages, synthetic_messages
+from engine.sources.synthetic import SyntheticConfig
 from storage import StoreReader
 
 TOPIC = "bench-events"

@@ -54,9 +54,9 @@ from pathlib import Path
 import uvloop
 
 from engine.bench.load import LevelResult, run_level
-from engine.broker import HOST, EmbeddedBroker, free_port
-from engine.movielens import read_item_names, read_ratings
-from engine.producer import send_messages, store_item_names
+from engine.sources.broker import HOST, EmbeddedBroker, free_port
+from engine.sources.movielens import read_item_names, read_ratings
+from engine.sources.producer import send_messages, store_item_names
 
 TOPIC = "bench-serve-events"
 DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ml-100k" / "u.data"

@@ -1,0 +1,1 @@
+"""Prequential evaluation: metrics, replays of a file, parameter tuning."""

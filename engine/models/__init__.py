@@ -1,0 +1,1 @@
+"""The models, one per file, behind one Protocol; the only package that imports FluRS."""

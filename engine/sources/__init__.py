@@ -1,0 +1,1 @@
+"""Where events come from: the contract, encodings, MovieLens, the synthetic stream, producers, Kafka."""

@@ -1,0 +1,88 @@
+"""Small helpers on aiokafka: declaring the events topic, connection settings."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faust.auth import Credentials, SASLCredentials, SSLCredentials
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+from engine.settings import Settings
+from engine.sources.broker import bootstrap_addresses
+
+log = logging.getLogger(__name__)
+
+
+def bootstrap_servers(broker_url: str) -> str:
+    """'h1:9092,h2:9092' from Faust's 'kafka://h1:9092;h2:9092': every host, so any one may be down."""
+    return ",".join(
+        f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        for host, port in bootstrap_addresses(broker_url)
+    )
+
+
+def broker_credentials(settings: Settings) -> Credentials | None:
+    """The Faust credentials for the configured security protocol; None for PLAINTEXT.
+
+    TLS trusts the system's CAs, or only those in ``ssl_cafile`` when it is
+    given; ``ssl_certfile`` (and ``ssl_keyfile``) add a client certificate.
+    """
+    protocol = settings.broker_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=settings.ssl_cafile or None)
+        if settings.ssl_certfile:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None)
+    if protocol == "SSL":
+        return SSLCredentials(context)
+    return SASLCredentials(
+        username=settings.sasl_username,
+        password=settings.sasl_password,
+        mechanism=settings.sasl_mechanism,
+        ssl_context=context,
+    )
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka keyword arguments for the broker and its security settings.
+
+    Built from the same credentials object the Faust app uses, so the
+    producer and the engine connect the same way.
+    """
+    return {
+        "bootstrap_servers": bootstrap_servers(settings.broker),
+        **credentials_to_aiokafka_auth(broker_credentials(settings)),
+    }
+
+
+async def declare_topic(
+    broker_url: str,
+    topic: str,
+    partitions: int,
+    options: dict[str, Any] | None = None,
+    replication: int = 1,
+) -> None:
+    """Create ``topic`` with ``partitions`` and ``replication`` copies unless it exists.
+
+    Left to itself the broker would create it with its own defaults (4
+    partitions on the embedded one). ``options`` are aiokafka client arguments
+    (see client_options); by default a plaintext connection to ``broker_url``.
+    """
+    options = options or {"bootstrap_servers": bootstrap_servers(broker_url)}
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        result = await admin.create_topics([NewTopic(topic, partitions, replication)])
+        for _, code, *_ in getattr(result, "topic_errors", []) or getattr(result, "topics", []):
+            if code not in (0, TopicAlreadyExistsError.errno):
+                log.warning("declaring %s: broker error code %s", topic, code)
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()

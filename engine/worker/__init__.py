@@ -1,0 +1,1 @@
+"""The Faust worker: app, agents, live API, runtime and checkpoints."""

@@ -1,0 +1,245 @@
+"""The live API on Faust's own web server: GET /recommend/{user}?n=10 and GET /health.
+
+Handlers run on the worker's event loop, between events, and never await
+while they read the model: a ranking sees one consistent model and blocks
+event processing only for its own duration (O(n_items); see /health's
+``rank_ms_mean``). Every error is a JSON object ``{"error": ...}`` with a 4xx
+status, including unknown paths and methods; under a flood of requests the
+API keeps to its share of the loop (engine.worker.admission) and answers 503 to
+what it cannot take in time, so events keep flowing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+
+from aiohttp import web as aiohttp_web
+from faust import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from engine.sources.events import MAX_ID_LENGTH, InvalidEvent, check_id
+from engine.worker.admission import LoopShare
+from engine.worker.app import app, settings
+from engine.worker.live import LiveRecommendations
+from engine.worker.metrics import WorkerMetrics
+from storage import MAX_N
+
+log = logging.getLogger(__name__)
+
+DEFAULT_N = 10  # MAX_N (100) is the store's, so the dashboard and the API agree
+# aiohttp's own work per request (parsing it, writing the answer) happens
+# outside the handler's timing; about this much here, seconds.
+REQUEST_OVERHEAD_S = 0.00015
+_TRUE = ("1", "true", "yes")
+
+
+class BadRequest(ValueError):
+    """The request cannot be answered as asked; the message says what to change."""
+
+
+@app.page("/recommend/{user}")
+class RecommendView(web.View):
+    """Top-N from the live model; ``preview=1`` looks without counting an impression."""
+
+    async def get(self, request: web.Request, user: str) -> web.Response:
+        runtime = getattr(self.app, "runtime", None)
+        if runtime is None:
+            return self.error(503, "the engine is starting; try again in a moment")
+        try:
+            user = parse_user(user)
+            n = parse_n(request.query.get("n"))
+        except BadRequest as exc:
+            return self.error(400, str(exc))
+        preview = request.query.get("preview", "").lower() in _TRUE
+        return self.json(as_json(runtime.live.recommend(user, n, preview)))
+
+
+@app.page("/health")
+class HealthView(web.View):
+    """Readiness: 200 while the worker consumes and checkpoints, else 503 with the reasons."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        runtime = getattr(self.app, "runtime", None)
+        if runtime is None:
+            return self.json(
+                {"ok": False, "reasons": ["the engine is starting"], "error": "starting"},
+                status=503,
+            )
+        health = runtime.health(assigned_partitions())
+        return self.json(
+            {**health, **handler_stats.as_dict(), "event_loop": event_loop_name()},
+            status=200 if health["ok"] else 503,
+        )
+
+
+@app.page("/health/live")
+class LivenessView(web.View):
+    """Liveness: the process is up and its event loop answers (200), whatever else holds."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        return self.json({"live": True})
+
+
+@app.page("/metrics")
+class MetricsView(web.View):
+    """The worker's figures in the Prometheus text format (engine.worker.metrics)."""
+
+    async def get(self, request: web.Request) -> web.Response:
+        headers = {"Content-Type": CONTENT_TYPE_LATEST}
+        return aiohttp_web.Response(body=generate_latest(metrics.registry), headers=headers)
+
+
+def assigned_partitions() -> list[int]:
+    """The events topic's partitions assigned to this worker now, in order."""
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:  # no consumer yet, or between assignments
+        return []
+    return sorted(tp.partition for tp in assignment if tp.topic == settings.topic)
+
+
+def event_loop_name() -> str:
+    """The running event loop's implementation: "uvloop" or "asyncio" (RECO_EVENT_LOOP)."""
+    return type(asyncio.get_running_loop()).__module__.partition(".")[0]
+
+
+def parse_user(raw: str) -> str:
+    """The user id as the event contract has it; BadRequest for ids no event could carry."""
+    try:
+        return check_id(raw, "user")
+    except InvalidEvent as exc:
+        raise BadRequest(f"{exc}; a user id is 1 to {MAX_ID_LENGTH} printable characters") from None
+
+
+def parse_n(raw: str | None) -> int:
+    """The list length from ``?n=`` (default 10); BadRequest unless 1 <= n <= 100."""
+    if raw is None:
+        return DEFAULT_N
+    try:
+        n = int(raw)
+    except ValueError:
+        raise BadRequest(f"n must be a whole number from 1 to {MAX_N}, not {raw[:20]!r}") from None
+    if not 1 <= n <= MAX_N:
+        raise BadRequest(f"n must be from 1 to {MAX_N}, not {n}")
+    return n
+
+
+def as_json(result: LiveRecommendations) -> dict:
+    return {
+        "user": result.user,
+        "items": [
+            {"rank": item.rank, "item": item.item, "name": item.name, "score": item.score}
+            for item in result.items
+        ],
+        "model": result.model,
+        "fallback": result.fallback,
+        "variant": result.variant,
+    }
+
+
+class HandlerStats:
+    """Time the API's handlers held the event loop, since the worker started.
+
+    Wall time (what a request waited for its handler) and the thread's CPU
+    time (what the handler took from event processing), in seconds.
+    """
+
+    def __init__(self) -> None:
+        self.handled = 0
+        self.total_s = 0.0
+        self.cpu_s = 0.0
+
+    def add(self, seconds: float, cpu_seconds: float) -> None:
+        self.handled += 1
+        self.total_s += seconds
+        self.cpu_s += cpu_seconds
+
+    def as_dict(self) -> dict:
+        n = self.handled
+        return {
+            "handler_ms_mean": round(1000 * self.total_s / n, 4) if n else None,
+            "handler_cpu_ms_mean": round(1000 * self.cpu_s / n, 4) if n else None,
+            "waited": loop_share.waited,
+            "refused": loop_share.refused,
+        }
+
+
+handler_stats = HandlerStats()
+loop_share = LoopShare(settings.api_max_share)
+metrics = WorkerMetrics(
+    runtime=lambda: getattr(app, "runtime", None),
+    partitions=assigned_partitions,
+    lag=lambda: app.owned_lag() or {},
+    api=lambda: {"handled": handler_stats.handled, "refused": loop_share.refused},
+)
+
+
+@app.task
+async def observe_checkpoints() -> None:
+    """Time every checkpoint into /metrics' histogram, once the runtime exists."""
+    app.runtime.checkpoint_listeners.append(metrics.observe_checkpoint)
+
+
+# Paths anyone who reaches the port may read, so that orchestrators and
+# Prometheus need no secret; they tell nothing about any user.
+OPEN_PATHS = frozenset({"/health", "/health/live", "/metrics"})
+
+
+def authorized(request: aiohttp_web.Request, token: str) -> bool:
+    """True when no token is set or the request carries it as ``Authorization: Bearer``."""
+    if not token or request.path in OPEN_PATHS:
+        return True
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Compared in constant time, so the answer's timing tells nothing of the token.
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+
+@aiohttp_web.middleware
+async def guard(request: aiohttp_web.Request, handler) -> aiohttp_web.StreamResponse:
+    """Admit requests within the API's share of the loop; answer every error in JSON.
+
+    Without the bearer token (RECO_API_TOKEN, when set) a request gets 401 and
+    counts for nothing. aiohttp's own errors (unknown path, wrong method)
+    become ``{"error": ...}`` too. The open paths are always admitted, so the
+    worker can be watched under load.
+    """
+    if not authorized(request, settings.api_token):
+        return aiohttp_web.json_response(
+            {"error": "unauthorized: send the API token as 'Authorization: Bearer TOKEN'"},
+            status=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if request.path not in OPEN_PATHS and not await loop_share.admit():
+        return aiohttp_web.json_response(
+            {"error": "busy: more requests than the API's share of the worker; retry"},
+            status=503,
+            headers={"Retry-After": "1"},
+        )
+    started, cpu_started = time.perf_counter(), time.thread_time()
+    try:
+        return await handler(request)
+    except aiohttp_web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return aiohttp_web.json_response({"error": exc.reason.lower()}, status=exc.status)
+    except Exception:
+        log.exception("the API failed on %s %s", request.method, request.path)
+        return aiohttp_web.json_response(
+            {"error": "internal error; see the engine's log"}, status=500
+        )
+    finally:
+        cpu = time.thread_time() - cpu_started
+        seconds = time.perf_counter() - started
+        handler_stats.add(seconds, cpu)
+        metrics.request_seconds.observe(seconds)
+        # CPU time, not wall time: a handler the OS paused took nothing from the
+        # events, and charging the pause would make the next requests wait for it.
+        loop_share.spend(cpu + REQUEST_OVERHEAD_S)
+
+
+# The aiohttp application exists from the first touch of app.web and takes
+# middlewares until the server starts.
+app.web.web_app.middlewares.append(guard)

@@ -1,0 +1,266 @@
+"""The Faust app and its settings; the agent and timer live in engine.worker.agents, the API in engine.worker.api.
+
+`faust -A engine.worker.app worker` and `python -m engine worker` both start it, with
+the live API on Faust's web server (127.0.0.1:6066 unless RECO_WEB_HOST /
+RECO_WEB_PORT say otherwise). Settings come from the environment (see
+engine.settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import sys
+import time
+
+import faust
+import mode.loop
+
+from engine import logs
+from engine.settings import Settings, SettingsError, ensure_datadir, load_settings
+from engine.sources.broker import is_reachable
+from engine.sources.kafka import broker_credentials, client_options, declare_topic
+from engine.worker.consumer import BatchingApp, BatchingConsumer, lag_by_partition
+from engine.worker.runtime import EngineRuntime, check_model
+from engine.worker.throttle import throttle_library_logs
+from storage import StoreError
+
+log = logging.getLogger(__name__)
+
+try:
+    settings = load_settings()
+    check_model(settings)
+except SettingsError as exc:
+    # One line and exit code 2, as `python -m engine worker` gives.
+    print(f"error: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+BROKER_RETRY_S = 2.0  # seconds between attempts to reach a broker that is not up yet
+DEAD_LETTER_FLUSH_S = 5.0  # seconds a stopping worker waits for the dead-letter topic, at most
+
+
+class CheckpointSeekingConsumer(BatchingConsumer):
+    """Starts each partition at the offset the store's checkpoint says, not the broker's.
+
+    The broker's committed offsets can be ahead of or behind the last
+    checkpoint (and the embedded broker forgets them on restart); resuming
+    from the checkpoint's offsets is what makes the model state exactly-once.
+    """
+
+    async def seek_to_committed(self):
+        committed = dict(await super().seek_to_committed())
+        runtime = self.app.runtime
+        ours = [tp for tp in self.assignment() if tp.topic == settings.topic]
+        if not ours:
+            return committed
+        try:
+            # What the broker holds now: a memory-only broker that restarted
+            # holds a new, shorter topic, and the checkpoint's offsets must be
+            # re-based onto it (see EngineRuntime.resume_position).
+            earliest = await self.earliest_offsets(*ours)
+            ends = await self.highwaters(*ours)
+        except Exception as exc:
+            log.warning(
+                "could not ask the broker for its offsets (%r); using the checkpoint's", exc
+            )
+            earliest, ends = {}, {}
+        resume = runtime.resume_offsets()
+        for tp in ours:
+            if tp in earliest and tp in ends:
+                offset = runtime.resume_position(tp.partition, earliest[tp], ends[tp])
+            elif tp.partition in resume:
+                offset = resume[tp.partition]
+            else:
+                continue
+            await self._seek(tp, offset)
+            committed[tp] = offset
+        return committed
+
+
+class EngineApp(BatchingApp):
+    """A Faust app whose consumer resumes from the store and which checkpoints on stop."""
+
+    runtime: EngineRuntime
+    consumer_class = CheckpointSeekingConsumer
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        if settings.log_format == "json":
+            logs.use_json()  # Faust has set up its handlers by now
+        throttle_library_logs()
+        if getattr(self, "runtime", None) is None:  # a benchmark may have made it already
+            try:
+                self.runtime = EngineRuntime(settings)
+            except StoreError as exc:
+                # One line and exit code 2, as `python -m engine worker` does.
+                log.error("%s", exc)
+                raise SystemExit(2) from None
+        await self._wait_for_broker()
+        await self._declare_events_topic()
+
+    async def _declare_events_topic(self) -> None:
+        """Create the events topic with RECO_PARTITIONS and RECO_REPLICATION unless it exists.
+
+        Faust creates only its own internal topics: a worker started before any
+        producer subscribed to a topic the broker then made with its own
+        defaults (4 partitions of 1 copy on the embedded broker).
+        """
+        if self.should_stop:
+            return
+        try:
+            await declare_topic(
+                settings.broker,
+                settings.topic,
+                settings.partitions,
+                client_options(settings),
+                replication=settings.replication,
+            )
+        except Exception as exc:  # a cluster may leave creating topics to its operators
+            log.warning(
+                "could not create topic %s (%r); consuming it as it is", settings.topic, exc
+            )
+
+    def _create_directories(self) -> None:
+        """Faust's folders, parents included: RECO_DATADIR may be a folder not made yet."""
+        try:
+            ensure_datadir(settings)
+        except SettingsError as exc:
+            log.error("%s", exc)  # one line and exit code 2, as `python -m engine worker` does
+            raise SystemExit(2) from None
+        super()._create_directories()
+
+    async def _wait_for_broker(self) -> None:
+        """Wait until the broker accepts connections, saying so, instead of failing to start."""
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(None, is_reachable, settings.broker):
+            return
+        log.warning(
+            "broker at %s is not reachable yet; retrying every %.0f s (start it, or point "
+            "RECO_BROKER at a running one)",
+            settings.broker,
+            BROKER_RETRY_S,
+        )
+        started = time.monotonic()
+        while not self.should_stop:
+            await asyncio.sleep(BROKER_RETRY_S)
+            if await loop.run_in_executor(None, is_reachable, settings.broker):
+                log.info(
+                    "broker at %s is reachable after %.0f s",
+                    settings.broker,
+                    time.monotonic() - started,
+                )
+                return
+
+    def owned_lag(self) -> dict[int, int] | None:
+        """Per partition this worker owns, messages still to process; None while unknown."""
+        runtime = getattr(self, "runtime", None)
+        if runtime is None:
+            return None
+        return lag_by_partition(self.consumer, runtime.processor.offsets, settings.topic)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        # Faust, aiokafka and the restored model live as long as the worker: out
+        # of the cyclic GC's reach, full collections stop scanning them. They
+        # held the loop, and so every API request, for 60-250 ms at a time here.
+        gc.freeze()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        runtime = getattr(self, "runtime", None)
+        if runtime is None:
+            return
+        if runtime.dead_letters is not None:
+            await runtime.dead_letters.flush(timeout=DEAD_LETTER_FLUSH_S)
+        runtime.final_checkpoint()
+        if not is_reachable(settings.broker):
+            # With its broker gone, aiokafka's consumer takes a minute to close
+            # and logs tracebacks meanwhile; everything is saved, so leave now.
+            log.info("broker unreachable: exiting without closing the Kafka client")
+            logging.shutdown()
+            os._exit(0)
+
+
+def app_options(settings: Settings) -> dict:
+    """Faust settings shared by the engine and the benchmark's no-op consumer."""
+    return {
+        "broker": settings.broker,
+        "store": "memory://",
+        "datadir": str(settings.datadir),
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication,
+        # The embedded broker holds a group join for half the session timeout:
+        # with these a worker joins in a few seconds instead of 30.
+        "broker_session_timeout": 6,
+        "broker_rebalance_timeout": 6,
+        "broker_heartbeat_interval": 1,
+        "consumer_auto_offset_reset": "earliest",
+        # At most this many messages per poll: with a backlog, an unbounded poll
+        # turns a whole fetch (thousands of messages) into Faust events in one go,
+        # which held the loop, and every API request with it, for 100-180 ms here.
+        "broker_max_poll_records": 200,
+        # The live API (engine.worker.api) on Faust's web server, on the loopback
+        # interface unless the user asks for a wider one.
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        # The host in the URLs Faust builds: an IPv6 address (::1) in brackets.
+        "web_host": f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host,
+        "web_port": settings.web_port,
+        # Faust's own table, router and statistics views have nothing to serve here.
+        "web_router_enabled": False,
+        "web_tables_enabled": False,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "autodiscover": False,
+        "broker_credentials": broker_credentials(settings),
+    }
+
+
+def run_worker(faust_app: faust.App, settings: Settings) -> None:
+    """Run ``faust_app`` as a worker on the configured event loop (blocks until it stops)."""
+    # Faust reads its --loop option only when `faust` is first imported, which
+    # is long before app.main() parses it: without this the worker would run
+    # on asyncio's own loop whatever the option says.
+    mode.loop.use(settings.event_loop)
+    sys.argv = worker_argv(settings)
+    faust_app.main()
+
+
+def worker_argv(settings: Settings) -> list[str]:
+    """Arguments for ``app.main()`` to run a worker serving the API on the configured port."""
+    level = {"warning": "warn"}.get(settings.log_level.lower(), settings.log_level.lower())
+    # Given on the command line too: Faust lets its own WEB_PORT / WEB_BIND
+    # variables override the app's settings, but not the command line.
+    # uvloop: Faust yields to the event loop once per message, and uvloop's
+    # iterations cost a fraction of asyncio's.
+    # Faust's banner is for people; a log collector gets only the JSON lines.
+    quiet = ["--quiet"] if settings.log_format == "json" else []
+    return [
+        "engine",
+        "--loop",
+        settings.event_loop,
+        *quiet,
+        "worker",
+        "--web-port",
+        str(settings.web_port),
+        "--web-bind",
+        settings.web_host,
+        "--loglevel",
+        level,
+    ]
+
+
+app = EngineApp(settings.group, **app_options(settings))
+
+events_topic = app.topic(
+    settings.topic,
+    value_serializer="raw",
+    key_serializer="raw",
+    partitions=settings.partitions,
+    replicas=settings.replication,
+)
+
+import engine.worker.agents  # noqa: E402, F401  (registers the agent and the checkpoint timer)
+import engine.worker.api  # noqa: E402, F401  (registers the live API's views)
