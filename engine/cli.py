@@ -268,9 +268,10 @@ def _worker(args) -> int:
             file=sys.stderr,
         )
         return 2
-    from engine.worker.app import app, run_worker
+    from engine.worker import build_app
+    from engine.worker.app import run_worker
 
-    run_worker(app, settings)
+    run_worker(build_app(settings), settings)
     return 0
 
 

@@ -12,10 +12,12 @@ from tests.helpers import message
 
 def test_agent_learns_counts_and_rejects(tmp_path, monkeypatch):
     monkeypatch.setenv("RECO_DB", str(tmp_path / "reco.db"))
-    from engine.worker.agents import consume_events
-    from engine.worker.app import app
+    from engine.worker import build_app
 
-    app.runtime = EngineRuntime(load_settings())
+    settings = load_settings()
+    app = build_app(settings)
+    consume_events = app.agents["consume_events"]
+    app.runtime = EngineRuntime(settings)
 
     async def drive():
         async with consume_events.test_context() as agent:

@@ -71,9 +71,12 @@ def run_noop(stopwatch: Stopwatch) -> None:
 
 
 def run_engine(stopwatch: Stopwatch) -> None:
-    from engine.worker.app import app, settings
+    from engine.settings import load_settings
+    from engine.worker import build_app
     from engine.worker.runtime import EngineRuntime
 
+    settings = load_settings()
+    app = build_app(settings)
     app.runtime = EngineRuntime(settings)
     processor = app.runtime.processor
     process_run = processor.process_run

@@ -22,7 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine.sources.events import MAX_ID_LENGTH, InvalidEvent, check_id
 from engine.worker.admission import LoopShare
-from engine.worker.app import app, settings
+from engine.worker.app import EngineApp
 from engine.worker.live import LiveRecommendations
 from engine.worker.metrics import WorkerMetrics
 from storage import MAX_N
@@ -40,12 +40,11 @@ class BadRequest(ValueError):
     """The request cannot be answered as asked; the message says what to change."""
 
 
-@app.page("/recommend/{user}")
 class RecommendView(web.View):
     """Top-N from the live model; ``preview=1`` looks without counting an impression."""
 
     async def get(self, request: web.Request, user: str) -> web.Response:
-        runtime = getattr(self.app, "runtime", None)
+        runtime = self.app.runtime
         if runtime is None:
             return self.error(503, "the engine is starting; try again in a moment")
         try:
@@ -57,25 +56,23 @@ class RecommendView(web.View):
         return self.json(as_json(runtime.live.recommend(user, n, preview)))
 
 
-@app.page("/health")
 class HealthView(web.View):
     """Readiness: 200 while the worker consumes and checkpoints, else 503 with the reasons."""
 
     async def get(self, request: web.Request) -> web.Response:
-        runtime = getattr(self.app, "runtime", None)
+        runtime = self.app.runtime
         if runtime is None:
             return self.json(
                 {"ok": False, "reasons": ["the engine is starting"], "error": "starting"},
                 status=503,
             )
-        health = runtime.health(assigned_partitions())
+        health = runtime.health(assigned_partitions(self.app))
         return self.json(
-            {**health, **handler_stats.as_dict(), "event_loop": event_loop_name()},
+            {**health, **self.app.handler_stats.as_dict(), "event_loop": event_loop_name()},
             status=200 if health["ok"] else 503,
         )
 
 
-@app.page("/health/live")
 class LivenessView(web.View):
     """Liveness: the process is up and its event loop answers (200), whatever else holds."""
 
@@ -83,22 +80,22 @@ class LivenessView(web.View):
         return self.json({"live": True})
 
 
-@app.page("/metrics")
 class MetricsView(web.View):
     """The worker's figures in the Prometheus text format (engine.worker.metrics)."""
 
     async def get(self, request: web.Request) -> web.Response:
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
-        return aiohttp_web.Response(body=generate_latest(metrics.registry), headers=headers)
+        body = generate_latest(self.app.worker_metrics.registry)
+        return aiohttp_web.Response(body=body, headers=headers)
 
 
-def assigned_partitions() -> list[int]:
+def assigned_partitions(app: EngineApp) -> list[int]:
     """The events topic's partitions assigned to this worker now, in order."""
     try:
         assignment = app.consumer.assignment()
     except Exception:  # no consumer yet, or between assignments
         return []
-    return sorted(tp.partition for tp in assignment if tp.topic == settings.topic)
+    return sorted(tp.partition for tp in assignment if tp.topic == app.settings.topic)
 
 
 def event_loop_name() -> str:
@@ -147,7 +144,8 @@ class HandlerStats:
     time (what the handler took from event processing), in seconds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, loop_share: LoopShare) -> None:
+        self.loop_share = loop_share  # the admission control the requests went through
         self.handled = 0
         self.total_s = 0.0
         self.cpu_s = 0.0
@@ -162,25 +160,9 @@ class HandlerStats:
         return {
             "handler_ms_mean": round(1000 * self.total_s / n, 4) if n else None,
             "handler_cpu_ms_mean": round(1000 * self.cpu_s / n, 4) if n else None,
-            "waited": loop_share.waited,
-            "refused": loop_share.refused,
+            "waited": self.loop_share.waited,
+            "refused": self.loop_share.refused,
         }
-
-
-handler_stats = HandlerStats()
-loop_share = LoopShare(settings.api_max_share)
-metrics = WorkerMetrics(
-    runtime=lambda: getattr(app, "runtime", None),
-    partitions=assigned_partitions,
-    lag=lambda: app.owned_lag() or {},
-    api=lambda: {"handled": handler_stats.handled, "refused": loop_share.refused},
-)
-
-
-@app.task
-async def observe_checkpoints() -> None:
-    """Time every checkpoint into /metrics' histogram, once the runtime exists."""
-    app.runtime.checkpoint_listeners.append(metrics.observe_checkpoint)
 
 
 # Paths anyone who reaches the port may read, so that orchestrators and
@@ -197,49 +179,75 @@ def authorized(request: aiohttp_web.Request, token: str) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
 
 
-@aiohttp_web.middleware
-async def guard(request: aiohttp_web.Request, handler) -> aiohttp_web.StreamResponse:
-    """Admit requests within the API's share of the loop; answer every error in JSON.
+def guard(app: EngineApp):
+    """The middleware that admits ``app``'s requests and answers every error in JSON.
 
     Without the bearer token (RECO_API_TOKEN, when set) a request gets 401 and
-    counts for nothing. aiohttp's own errors (unknown path, wrong method)
-    become ``{"error": ...}`` too. The open paths are always admitted, so the
-    worker can be watched under load.
+    counts for nothing. Other requests are admitted within the API's share of
+    the loop (engine.worker.admission); the open paths always are, so the
+    worker can be watched under load. aiohttp's own errors (unknown path,
+    wrong method) become ``{"error": ...}`` too.
     """
-    if not authorized(request, settings.api_token):
-        return aiohttp_web.json_response(
-            {"error": "unauthorized: send the API token as 'Authorization: Bearer TOKEN'"},
-            status=401,
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if request.path not in OPEN_PATHS and not await loop_share.admit():
-        return aiohttp_web.json_response(
-            {"error": "busy: more requests than the API's share of the worker; retry"},
-            status=503,
-            headers={"Retry-After": "1"},
-        )
-    started, cpu_started = time.perf_counter(), time.thread_time()
-    try:
-        return await handler(request)
-    except aiohttp_web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return aiohttp_web.json_response({"error": exc.reason.lower()}, status=exc.status)
-    except Exception:
-        log.exception("the API failed on %s %s", request.method, request.path)
-        return aiohttp_web.json_response(
-            {"error": "internal error; see the engine's log"}, status=500
-        )
-    finally:
-        cpu = time.thread_time() - cpu_started
-        seconds = time.perf_counter() - started
-        handler_stats.add(seconds, cpu)
-        metrics.request_seconds.observe(seconds)
-        # CPU time, not wall time: a handler the OS paused took nothing from the
-        # events, and charging the pause would make the next requests wait for it.
-        loop_share.spend(cpu + REQUEST_OVERHEAD_S)
+    token, stats, metrics = app.settings.api_token, app.handler_stats, app.worker_metrics
+    loop_share = stats.loop_share
+
+    @aiohttp_web.middleware
+    async def admit(request: aiohttp_web.Request, handler) -> aiohttp_web.StreamResponse:
+        if not authorized(request, token):
+            return aiohttp_web.json_response(
+                {"error": "unauthorized: send the API token as 'Authorization: Bearer TOKEN'"},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if request.path not in OPEN_PATHS and not await loop_share.admit():
+            return aiohttp_web.json_response(
+                {"error": "busy: more requests than the API's share of the worker; retry"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        started, cpu_started = time.perf_counter(), time.thread_time()
+        try:
+            return await handler(request)
+        except aiohttp_web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return aiohttp_web.json_response({"error": exc.reason.lower()}, status=exc.status)
+        except Exception:
+            log.exception("the API failed on %s %s", request.method, request.path)
+            return aiohttp_web.json_response(
+                {"error": "internal error; see the engine's log"}, status=500
+            )
+        finally:
+            cpu = time.thread_time() - cpu_started
+            seconds = time.perf_counter() - started
+            stats.add(seconds, cpu)
+            metrics.request_seconds.observe(seconds)
+            # CPU time, not wall time: a handler the OS paused took nothing from the
+            # events, and charging the pause would make the next requests wait for it.
+            loop_share.spend(cpu + REQUEST_OVERHEAD_S)
+
+    return admit
 
 
-# The aiohttp application exists from the first touch of app.web and takes
-# middlewares until the server starts.
-app.web.web_app.middlewares.append(guard)
+def register_api(app: EngineApp) -> None:
+    """Serve the live API on ``app``'s web server: its views, admission, access and metrics."""
+    app.handler_stats = stats = HandlerStats(LoopShare(app.settings.api_max_share))
+    app.worker_metrics = metrics = WorkerMetrics(
+        runtime=lambda: app.runtime,
+        partitions=lambda: assigned_partitions(app),
+        lag=lambda: app.owned_lag() or {},
+        api=lambda: {"handled": stats.handled, "refused": stats.loop_share.refused},
+    )
+    app.page("/recommend/{user}")(RecommendView)
+    app.page("/health")(HealthView)
+    app.page("/health/live")(LivenessView)
+    app.page("/metrics")(MetricsView)
+
+    @app.task
+    async def observe_checkpoints() -> None:
+        """Time every checkpoint into /metrics' histogram, once the runtime exists."""
+        app.runtime.checkpoint_listeners.append(metrics.observe_checkpoint)
+
+    # The aiohttp application exists from the first touch of app.web and takes
+    # middlewares until the server starts.
+    app.web.web_app.middlewares.append(guard(app))

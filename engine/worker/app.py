@@ -1,9 +1,10 @@
-"""The Faust app and its settings; the agent and timer live in engine.worker.agents, the API in engine.worker.api.
+"""The Faust app of the worker, made from Settings; agents and views register on it elsewhere.
 
-`faust -A engine.worker.app worker` and `python -m engine worker` both start it, with
-the live API on Faust's web server (127.0.0.1:6066 unless RECO_WEB_HOST /
-RECO_WEB_PORT say otherwise). Settings come from the environment (see
-engine.settings).
+engine.worker.build_app() makes an EngineApp and has engine.worker.agents
+and engine.worker.api register on it; nothing runs at import.
+`python -m engine worker` runs it with the settings it has checked;
+`faust -A engine.worker.app worker` asks this module for ``app``, which is
+built from the environment then (module ``__getattr__``).
 """
 
 from __future__ import annotations
@@ -29,14 +30,6 @@ from storage import StoreError
 
 log = logging.getLogger(__name__)
 
-try:
-    settings = load_settings()
-    check_model(settings)
-except SettingsError as exc:
-    # One line and exit code 2, as `python -m engine worker` gives.
-    print(f"error: {exc}", file=sys.stderr)
-    sys.exit(2)
-
 BROKER_RETRY_S = 2.0  # seconds between attempts to reach a broker that is not up yet
 DEAD_LETTER_FLUSH_S = 5.0  # seconds a stopping worker waits for the dead-letter topic, at most
 
@@ -52,7 +45,7 @@ class CheckpointSeekingConsumer(BatchingConsumer):
     async def seek_to_committed(self):
         committed = dict(await super().seek_to_committed())
         runtime = self.app.runtime
-        ours = [tp for tp in self.assignment() if tp.topic == settings.topic]
+        ours = [tp for tp in self.assignment() if tp.topic == self.app.settings.topic]
         if not ours:
             return committed
         try:
@@ -82,17 +75,31 @@ class CheckpointSeekingConsumer(BatchingConsumer):
 class EngineApp(BatchingApp):
     """A Faust app whose consumer resumes from the store and which checkpoints on stop."""
 
-    runtime: EngineRuntime
     consumer_class = CheckpointSeekingConsumer
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings.group, **app_options(settings))
+        self.settings = settings
+        self.runtime: EngineRuntime | None = None  # made at first start (or by a benchmark)
+        # The live API's counters, set by engine.worker.api.register_api.
+        self.handler_stats = None
+        self.worker_metrics = None
+        self.events_topic = self.topic(
+            settings.topic,
+            value_serializer="raw",
+            key_serializer="raw",
+            partitions=settings.partitions,
+            replicas=settings.replication,
+        )
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        if settings.log_format == "json":
+        if self.settings.log_format == "json":
             logs.use_json()  # Faust has set up its handlers by now
         throttle_library_logs()
-        if getattr(self, "runtime", None) is None:  # a benchmark may have made it already
+        if self.runtime is None:  # a benchmark may have made it already
             try:
-                self.runtime = EngineRuntime(settings)
+                self.runtime = EngineRuntime(self.settings)
             except StoreError as exc:
                 # One line and exit code 2, as `python -m engine worker` does.
                 log.error("%s", exc)
@@ -111,21 +118,21 @@ class EngineApp(BatchingApp):
             return
         try:
             await declare_topic(
-                settings.broker,
-                settings.topic,
-                settings.partitions,
-                client_options(settings),
-                replication=settings.replication,
+                self.settings.broker,
+                self.settings.topic,
+                self.settings.partitions,
+                client_options(self.settings),
+                replication=self.settings.replication,
             )
         except Exception as exc:  # a cluster may leave creating topics to its operators
             log.warning(
-                "could not create topic %s (%r); consuming it as it is", settings.topic, exc
+                "could not create topic %s (%r); consuming it as it is", self.settings.topic, exc
             )
 
     def _create_directories(self) -> None:
         """Faust's folders, parents included: RECO_DATADIR may be a folder not made yet."""
         try:
-            ensure_datadir(settings)
+            ensure_datadir(self.settings)
         except SettingsError as exc:
             log.error("%s", exc)  # one line and exit code 2, as `python -m engine worker` does
             raise SystemExit(2) from None
@@ -134,31 +141,31 @@ class EngineApp(BatchingApp):
     async def _wait_for_broker(self) -> None:
         """Wait until the broker accepts connections, saying so, instead of failing to start."""
         loop = asyncio.get_running_loop()
-        if await loop.run_in_executor(None, is_reachable, settings.broker):
+        if await loop.run_in_executor(None, is_reachable, self.settings.broker):
             return
         log.warning(
             "broker at %s is not reachable yet; retrying every %.0f s (start it, or point "
             "RECO_BROKER at a running one)",
-            settings.broker,
+            self.settings.broker,
             BROKER_RETRY_S,
         )
         started = time.monotonic()
         while not self.should_stop:
             await asyncio.sleep(BROKER_RETRY_S)
-            if await loop.run_in_executor(None, is_reachable, settings.broker):
+            if await loop.run_in_executor(None, is_reachable, self.settings.broker):
                 log.info(
                     "broker at %s is reachable after %.0f s",
-                    settings.broker,
+                    self.settings.broker,
                     time.monotonic() - started,
                 )
                 return
 
     def owned_lag(self) -> dict[int, int] | None:
         """Per partition this worker owns, messages still to process; None while unknown."""
-        runtime = getattr(self, "runtime", None)
+        runtime = self.runtime
         if runtime is None:
             return None
-        return lag_by_partition(self.consumer, runtime.processor.offsets, settings.topic)
+        return lag_by_partition(self.consumer, runtime.processor.offsets, self.settings.topic)
 
     async def on_started(self) -> None:
         await super().on_started()
@@ -169,13 +176,13 @@ class EngineApp(BatchingApp):
 
     async def on_stop(self) -> None:
         await super().on_stop()
-        runtime = getattr(self, "runtime", None)
+        runtime = self.runtime
         if runtime is None:
             return
         if runtime.dead_letters is not None:
             await runtime.dead_letters.flush(timeout=DEAD_LETTER_FLUSH_S)
         runtime.final_checkpoint()
-        if not is_reachable(settings.broker):
+        if not is_reachable(self.settings.broker):
             # With its broker gone, aiokafka's consumer takes a minute to close
             # and logs tracebacks meanwhile; everything is saved, so leave now.
             log.info("broker unreachable: exiting without closing the Kafka client")
@@ -252,15 +259,18 @@ def worker_argv(settings: Settings) -> list[str]:
     ]
 
 
-app = EngineApp(settings.group, **app_options(settings))
+def __getattr__(name: str):
+    """``app`` for `faust -A engine.worker.app worker`, built from the environment when asked for."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from engine.worker import build_app  # the package composes the app, its agents and views
 
-events_topic = app.topic(
-    settings.topic,
-    value_serializer="raw",
-    key_serializer="raw",
-    partitions=settings.partitions,
-    replicas=settings.replication,
-)
-
-import engine.worker.agents  # noqa: E402, F401  (registers the agent and the checkpoint timer)
-import engine.worker.api  # noqa: E402, F401  (registers the live API's views)
+    try:
+        settings = load_settings()
+        check_model(settings)
+    except SettingsError as exc:
+        # One line and exit code 2, as `python -m engine worker` gives.
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    app = globals()["app"] = build_app(settings)
+    return app
