@@ -487,6 +487,7 @@ class WorkerRun:
 
     db: Path
     port: int
+    cwd: Path  # where it ran from
     produced: dict[str, Produced]
     counted: Checkpoint | None = None  # when the stores counts matched what was sent
     health: dict | None = None
@@ -564,7 +565,7 @@ def run_worker(layout: Layout, broker) -> WorkerRun:
     worker = Worker(
         env, layout.root / "worker.log", [PYTHON, "-m", "engine", "worker", *map(str, flags)], cwd
     ).start()
-    run = WorkerRun(db=db, port=port, produced={})
+    run = WorkerRun(db=db, port=port, cwd=cwd, produced={})
     to_topic = ["--broker", broker.url, "--topic", topic, "--db", str(db)]
     by_env = command_env(
         RECO_BROKER=broker.url, RECO_TOPIC=topic, RECO_DB=db, RECO_COMPRESSION="snappy"
@@ -654,7 +655,7 @@ def run_faust_worker(layout: Layout, broker) -> WorkerRun:
         env, layout.root / "faust.log", [FAUST, "-A", "engine.worker.app", "worker"], cwd
     )
     worker.start()
-    run = WorkerRun(db=db, port=port, produced={})
+    run = WorkerRun(db=db, port=port, cwd=cwd, produced={})
     api = f"http://{FAUST_HOST if ':' not in FAUST_HOST else f'[{FAUST_HOST}]'}:{port}"
     try:
         run.empty = _until(lambda: latest(db), worker, "a checkpoint of the empty topic")
@@ -962,6 +963,7 @@ def test_worker_stops_on_sigterm_with_a_final_checkpoint(worker_run):
     assert run.final.time >= run.stop_requested
     assert run.final.totals.received == int(final[-1][1]) >= run.looped.totals.received
     assert "Traceback" not in run.output
+    assert not (run.cwd / "data").exists()  # its Faust folder is beside its store
 
 
 @pytest.mark.integration
