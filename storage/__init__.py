@@ -3,7 +3,10 @@
 from storage import _logarithm as logarithm
 from storage._lock import WriterLock
 from storage._logarithm import log1p, log1p_counts, log1p_table
+from storage._session_rows import widen_session_rows
+from storage._transient_arrays import transient_arrays
 from storage.errors import NoCheckpoint, StoreCorrupt, StoreError, StoreLocked, StoreMissing
+from storage.ranking import N_STAGES, STAGE_EDGES, score_items, stage_of
 from storage.reader import MAX_N, MAX_USER_ID_LENGTH, StoreReader, validate_user_id
 from storage.records import (
     Checkpoint,
@@ -25,6 +28,8 @@ from storage.writer import StoreWriter
 
 __all__ = [
     "MAX_N",
+    "N_STAGES",
+    "STAGE_EDGES",
     "MAX_USER_ID_LENGTH",
     "Checkpoint",
     "CheckpointWrite",
@@ -52,5 +57,9 @@ __all__ = [
     "log1p_table",
     "logarithm",
     "reason_kind",
+    "score_items",
+    "stage_of",
+    "transient_arrays",
     "validate_user_id",
+    "widen_session_rows",
 ]

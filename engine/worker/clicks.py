@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from storage.records import OnlineCounts
+from storage import OnlineCounts
 
 MODEL = "model"
 BASELINE = "baseline"

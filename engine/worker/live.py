@@ -15,7 +15,7 @@ import numpy as np
 from engine.kernels import top_n
 from engine.processing.processor import StreamProcessor
 from engine.worker.clicks import BASELINE, ClickLog, variant_of
-from storage.records import RecommendedItem
+from storage import RecommendedItem
 
 POPULAR = "popular"  # what ``model`` says when the list came from item popularity
 

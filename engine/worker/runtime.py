@@ -19,7 +19,7 @@ from engine.worker.clicks import ClickLog
 from engine.worker.dead_letters import DeadLetters
 from engine.worker.health import not_ready_reasons
 from engine.worker.live import LiveService
-from storage.records import CheckpointWrite, IntervalMetrics
+from storage import CheckpointWrite, IntervalMetrics
 
 log = logging.getLogger(__name__)
 
