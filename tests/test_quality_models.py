@@ -42,7 +42,7 @@ def test_registration_does_not_copy_the_catalogue(model):
     for index in range(3000):
         rec.register_item(f"i{index}")
     rec.register_user("u")
-    rec.learn(0, 2999)
+    rec.learn_one(0, 2999)
     assert rec.scores(0).shape == (3000,)
 
 
@@ -113,7 +113,7 @@ def test_hybrid_state_is_bounded_per_item():
         user = rec.register_user(f"u{rng.integers(30)}")
         item = rec.register_item(f"i{rng.integers(50)}")
         history.setdefault(user, {})
-        rec.learn(user, item)
+        rec.learn_one(user, item)
         history[user].pop(item, None)
         history[user][item] = None
     items, counts = rec.export_items()
@@ -130,7 +130,7 @@ def test_hybrid_popularity_forgets_likes_older_than_its_window():
     for user, item in likes:
         u, i = rec.register_user(user), rec.register_item(item)
         history.setdefault(u, {})
-        rec.learn(u, i)
+        rec.learn_one(u, i)
         history[u][i] = None
     _, counts = rec.export_items()
     assert counts.tolist() == [0.0, 3.0]

@@ -15,7 +15,7 @@ def test_unseen_string_ids_register_in_any_order(model):
     rec = Recommender(model, seed=1)
     pairs = [("zoe", "42"), ("7", "tt9"), ("zoe", "x"), ("ünïcode", "42"), ("7", "x")]
     for user, item in pairs:
-        rec.learn(rec.register_user(user), rec.register_item(item))
+        rec.learn_one(rec.register_user(user), rec.register_item(item))
     assert rec.user_ids == ["zoe", "7", "ünïcode"]
     assert rec.item_ids == ["42", "tt9", "x"]
     assert rec.scores(rec.user_index("7")).shape == (3,)
@@ -40,7 +40,7 @@ def test_mf_learns_to_score_a_positive_item_higher():
     liked, other = rec.register_item("liked"), rec.register_item("other")
     before = rec.scores(user)[liked]
     for _ in range(50):
-        rec.learn(user, liked)
+        rec.learn_one(user, liked)
     after = rec.scores(user)
     assert after[liked] > before
     assert after[liked] > after[other]

@@ -127,7 +127,7 @@ def run_original(stopwatch: Stopwatch, stock: bool = False) -> None:
     async def learn(stream):
         async for event in stream:
             if event["rating"] >= settings.min_rating:
-                model.learn(int(event["user"]) - 1, int(event["item"]) - 1)
+                model.learn_one(int(event["user"]) - 1, int(event["item"]) - 1)
             stopwatch.tick()
 
     _start(app, settings)

@@ -52,12 +52,11 @@ from collections.abc import Callable
 import numpy as np
 
 from engine.kernels import session_observe, session_rank, session_run
+from engine.models.base import check_dense
 from engine.models.baseline import PopularityCounts
 from engine.models.growable import GrowableRows
 from engine.models.history import UserHistory
-from storage import log1p_counts, log1p_table
-from storage._session_rows import widen_session_rows
-from storage.ranking import N_STAGES, STAGE_EDGES, stage_of
+from storage import N_STAGES, STAGE_EDGES, log1p_counts, log1p_table, stage_of, widen_session_rows
 
 
 class HybridRecommender:
@@ -215,13 +214,13 @@ class HybridRecommender:
             self.register_item(actor)
 
     def register_user(self, user) -> None:
-        _check_dense(user.index, self.n_user, "user")
+        check_dense(user.index, self.n_user, "user")
         for rows in (self._stage, self._n_active, self._recent):
             rows.append(0)
         self.n_user += 1
 
     def register_item(self, item) -> None:
-        _check_dense(item.index, self.n_item, "item")
+        check_dense(item.index, self.n_item, "item")
         for rows in (
             self._counts,
             self._stage_counts,
@@ -547,8 +546,3 @@ class HybridRecommender:
 _CHUNK = 65_536  # users per block when exporting rows
 STAGE_EDGES_ARRAY = np.array(STAGE_EDGES, dtype=np.int64)  # stage_of() in compiled runs
 _NO_COUNTS = np.zeros(0, dtype=np.float32)  # learn_one() ranks nothing against the baseline
-
-
-def _check_dense(index: int, expected: int, kind: str) -> None:
-    if index != expected:
-        raise IndexError(f"{kind} index {index} registered out of order (expected {expected})")

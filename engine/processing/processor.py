@@ -21,8 +21,7 @@ from engine.models.history import UserHistory
 from engine.models.registry import DEFAULT_MODEL, Recommender
 from engine.processing.drift import factor_change, mean_jaccard
 from engine.sources.events import Interaction, InvalidEvent, parse_event, preview
-from storage._transient_arrays import transient_arrays
-from storage.records import (
+from storage import (
     Checkpoint,
     CheckpointWrite,
     IntervalMetrics,
@@ -30,6 +29,7 @@ from storage.records import (
     RejectedEvent,
     Totals,
     reason_kind,
+    transient_arrays,
 )
 
 log = logging.getLogger(__name__)
@@ -270,7 +270,7 @@ class StreamProcessor:
             rec.observe_run(*one, self.history, self.popularity)
         else:
             started = time.perf_counter()
-            rec.learn(user, item)
+            rec.learn_one(user, item)
             self.popularity.add(item)
             self.history.add(user, item, time_, seq)
         timings.update_s += time.perf_counter() - started
