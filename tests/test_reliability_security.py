@@ -276,7 +276,9 @@ def test_everything_that_listens_binds_to_127_0_0_1_by_default():
 
     run_sh = (REPO / "run.sh").read_text()
     assert "--server.address 127.0.0.1" in run_sh or '--server.address "${' in run_sh
-    assert "0.0.0.0" not in run_sh
+    # The dashboard's address defaults to the loopback interface (an error message may name others).
+    assert '"${RECO_DASHBOARD_HOST:-127.0.0.1}"' in run_sh
+    assert "0.0.0.0}" not in run_sh and "address 0.0.0.0" not in run_sh
     settings = _settings()
     options = app_options(settings)
     # The live API is on, on the loopback interface only.
