@@ -5,10 +5,11 @@ with PYTHONPATH pointing at the repository and no RECO_* variable but those
 the test sets, and the test checks what the README promises: the store's
 counts, the keys printed, the exit code and the one line of an error.
 
-The README is the spec. Its Commands table (commands and flags), its
-Configuration table (variables and flags) and its ```sh blocks are parsed
-here, and one that no test here covers fails the suite, so a command or flag
-documented later without a test cannot go unnoticed.
+The README is the spec, with docs/configuration.md. The README's Commands
+table (commands and flags) and ```sh blocks, and docs/configuration.md's
+table (variables and flags), are parsed here, and one that no test here
+covers fails the suite, so a command, flag or variable documented later
+without a test cannot go unnoticed.
 
 The slow commands (the benchmarks, the evaluate loops, ``./run.sh test``) and
 the two worker runs start together when the module starts, in threads, so
@@ -48,6 +49,7 @@ from storage import Checkpoint, StoreReader
 from tests.reliability_support import PYTHON, REPO, Worker, env_without_reco, latest, wait_for
 
 README = REPO / "README.md"
+CONFIGURATION = REPO / "docs" / "configuration.md"  # the Configuration table, moved from the README
 FAUST = str(Path(PYTHON).parent / "faust")
 HOST = "127.0.0.1"
 JOB_TIMEOUT_S = 300  # a slow command on a busy 2-core machine; they take 5 to 40 s alone
@@ -57,9 +59,13 @@ TOKEN = "commands-test-token-0123456789"  # RECO_API_TOKEN of the first worker
 # -- the README, parsed ----------------------------------------------------------
 
 
-def readme_table(header: str) -> list[list[str]]:
-    """The rows of the README table whose header row is ``header``, as lists of cells."""
-    lines = README.read_text().splitlines()
+def readme_table(header: str, document: Path = README) -> list[list[str]]:
+    """The rows of the README table whose header row is ``header``, as lists of cells.
+
+    ``document`` reads the table from another Markdown file instead.
+    """
+    lines = document.read_text().splitlines()
+    assert header in lines, f"{document.relative_to(REPO)} has no table with the header {header}"
     start = lines.index(header)
     rows = []
     for line in lines[start + 2 :]:
@@ -92,9 +98,9 @@ def documented_commands() -> dict[str, set[str]]:
 
 
 def documented_variables() -> dict[str, str]:
-    """Variable of the Configuration table -> its flag cell ('' where it has none)."""
+    """Variable of docs/configuration.md's table -> its flag cell ('' where it has none)."""
     variables = {}
-    for names, flag, *_ in readme_table("| variable | flag | default | meaning |"):
+    for names, flag, *_ in readme_table("| variable | flag | default | meaning |", CONFIGURATION):
         for name in ticked(names):
             variables[name] = " ".join(ticked(flag))
     return variables
@@ -1356,7 +1362,7 @@ BAD_VALUES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "RECO_DB": ({"RECO_DB": "."}, WORKER),
     "RECO_GROUP": ({"RECO_GROUP": "a/b"}, WORKER),
     "RECO_MODEL": ({"RECO_MODEL": "svd"}, WORKER),
-    # The README's example parameters, which are mf's, with the default model.
+    # docs/configuration.md's example parameters, which are mf's, with the default model.
     "RECO_MODEL_PARAMS": ({"RECO_MODEL_PARAMS": '{"k": 20, "learn_rate": 0.03}'}, WORKER),
     "RECO_MIN_RATING": ({"RECO_MIN_RATING": "nan"}, WORKER),
     "RECO_EVAL_FRACTION": ({"RECO_EVAL_FRACTION": "1.5"}, WORKER),
@@ -1411,7 +1417,7 @@ BAD_VALUES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         ("produce", "--source", "synthetic", "--closed-loop"),
     ),
 }
-# Variables of the Configuration table that `python -m engine` does not read, and why.
+# Variables of docs/configuration.md that `python -m engine` does not read, and why.
 NOT_READ = {
     "RECO_DASHBOARD_PORT": "./run.sh's: the port it gives streamlit",
     "RECO_DASHBOARD_HOST": "./run.sh's: the address it gives streamlit",
@@ -1524,7 +1530,7 @@ def test_every_configuration_flag_has_a_test():
         command, _, name = flag.rpartition(" ")
         covered = {c for c, f in COVERED if f == name}
         assert covered if not command else command in covered, (
-            f"{variable}'s flag {flag} is in the Configuration table but no test here runs it"
+            f"{variable}'s flag {flag} is in docs/configuration.md but no test here runs it"
         )
 
 
@@ -1564,7 +1570,7 @@ def test_every_configuration_variable_is_checked_or_said_not_to_be_read():
 
     documented = set(documented_variables())
     assert set(BAD_VALUES) | set(NOT_READ) == documented, (
-        f"not in the README: {sorted(set(BAD_VALUES) | set(NOT_READ) - documented)}; "
+        f"not in docs/configuration.md: {sorted(set(BAD_VALUES) | set(NOT_READ) - documented)}; "
         f"no bad-value test: {sorted(documented - set(BAD_VALUES) - set(NOT_READ))}"
     )
     read = set(ENV_FOR_FIELD.values())

@@ -16,8 +16,8 @@ from engine.sources.events import parse_event
 from engine.sources.synthetic import SyntheticConfig, SyntheticStream
 
 ML100K = Path(__file__).resolve().parents[2] / "shared/data/ml-100k"
-# Measured 0.1725 on this protocol, the same on any CPU (README, "Recommendation
-# quality"); a guard, not the goal.
+# Measured 0.1725 on this protocol, the same on any CPU (docs/evaluation.md,
+# "MovieLens 100k"); a guard, not the goal.
 DEFAULT_RECALL_FLOOR = 0.168
 
 

@@ -17,7 +17,7 @@ from storage.ranking import top_n
 from tests.test_quality_evaluator import synthetic_messages
 
 # userknn ranks from every neighbour's profile, which the store does not hold:
-# its store lookups rank by popularity (docs/results-quality.md).
+# its store lookups rank by popularity (docs/evaluation.md, "Tuning").
 STORE_EXACT = [model for model in MODELS if model != "userknn"]
 
 

@@ -14,8 +14,8 @@ import pytest
 from engine.evaluation.replay import evaluate_file
 from engine.models.registry import DEFAULT_MODEL
 
-# Measured 1.51x popularity's recall@10 here (README, "Recommendation
-# quality"); a guard a little under it, not the goal.
+# Measured 1.51x popularity's recall@10 here (docs/evaluation.md, "MovieLens
+# latest-small"); a guard a little under it, not the goal.
 LIFT_FLOOR = 1.45
 
 

@@ -110,7 +110,7 @@ def run_original(stopwatch: Stopwatch, stock: bool = False) -> None:
 
     import faust
 
-    from engine.models.registry import OriginalMF
+    from engine.models.mf import OriginalMF
     from engine.settings import load_settings
     from engine.worker.app import app_options
     from engine.worker.consumer import BatchingApp

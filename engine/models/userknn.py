@@ -32,7 +32,7 @@ class StreamingUserKNN(CountsOnlyRows, UserKNNRecommender):
     """
 
     # A kNN ranking needs every neighbour's profile, which a store reader does
-    # not have: store lookups rank by popularity (see docs/results-quality.md).
+    # not have: store lookups rank by popularity (see docs/evaluation.md, "Tuning").
     score_rule = "popular"
 
     def __init__(self, k: int = 50, window: int = 500):

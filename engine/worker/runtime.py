@@ -28,7 +28,7 @@ def check_model(settings: Settings) -> None:
     """Build the configured model once, empty; SettingsError naming RECO_MODEL_PARAMS if it fails.
 
     A worker would otherwise find out only once Faust has started, with a
-    traceback: the README's own example, {"k": 20, "learn_rate": 0.03}, is
+    traceback: docs/configuration.md's own example, {"k": 20, "learn_rate": 0.03}, is
     mf's and does not fit the default model.
     """
     model, params = settings.model, settings.model_params
