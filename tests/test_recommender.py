@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from engine.models.base import Model
 from engine.models.growable import GrowableRows
-from engine.models.registry import Recommender
+from engine.models.registry import MODELS, Recommender
 from tests.helpers import feed, processor
 
 
@@ -103,3 +104,12 @@ def test_hybrid_rows_of_a_few_users_equal_their_rows_in_a_full_export():
     few = np.array([3, 17, 0, 39], dtype=np.int64)
     assert 4 * len(few) < rec.n_users  # the subset path, not the whole-list one
     np.testing.assert_array_equal(rec.user_factors(few), everyone[few])
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_is_what_the_registry_drives(model):
+    rec = Recommender(model, seed=1)
+    assert isinstance(rec._model, Model)
+    user, item = rec.register_user("u"), rec.register_item("i")
+    rec.learn_one(user, item)
+    assert rec.scores(user).shape == (1,)

@@ -82,6 +82,16 @@ def no_columns(n: int) -> np.ndarray:
     return np.zeros((n, 0), dtype=np.float32)
 
 
+class DenseIndices:
+    """FluRS's questions of a model whose users and items are 0..n-1 (``n_user``, ``n_item``)."""
+
+    def is_new_user(self, u: int) -> bool:
+        return u >= self.n_user
+
+    def is_new_item(self, i: int) -> bool:
+        return i >= self.n_item
+
+
 class CountsOnlyRows:
     """Exports of a model whose only per-item state is a count (rule "popular").
 

@@ -8,6 +8,7 @@ from flurs.recommender.factorization_machine import FMRecommender
 
 from engine.models.base import (
     INIT_STD,
+    DenseIndices,
     RanksByExportedRows,
     check_dense,
 )
@@ -16,7 +17,7 @@ from engine.models.growable import GrowableRows
 # -- factorisation machines ------------------------------------------------------------
 
 
-class StreamingFM(RanksByExportedRows, FMRecommender):
+class StreamingFM(DenseIndices, RanksByExportedRows, FMRecommender):
     """FluRS incremental FM (Kitazawa 2016) on [user one-hot, user features, item one-hot,
     item features], trained like FluRS on positives with target 1.
 
@@ -59,12 +60,6 @@ class StreamingFM(RanksByExportedRows, FMRecommender):
         self.w0 = np.zeros(1, dtype=np.float32)
         self.w = np.zeros(n_side, dtype=np.float32)  # side features: users', then items'
         self.V = self._rng.normal(0.0, INIT_STD, (n_side, k)).astype(np.float32)
-
-    def is_new_user(self, u: int) -> bool:
-        return u >= self.n_user
-
-    def is_new_item(self, i: int) -> bool:
-        return i >= self.n_item
 
     def register_user(self, user: User) -> None:
         check_dense(user.index, self.n_user, "user")

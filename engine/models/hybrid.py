@@ -52,7 +52,7 @@ from collections.abc import Callable
 import numpy as np
 
 from engine.kernels import session_observe, session_rank, session_run
-from engine.models.base import check_dense
+from engine.models.base import DenseIndices, check_dense
 from engine.models.baseline import PopularityCounts
 from engine.models.growable import GrowableRows
 from engine.models.history import UserHistory
@@ -60,7 +60,7 @@ from engine.models.hybrid_rows import HybridRows
 from storage import N_STAGES, STAGE_EDGES, log1p_counts, log1p_table, stage_of
 
 
-class HybridRecommender(HybridRows):
+class HybridRecommender(DenseIndices, HybridRows):
     """Counts of positive events by item, by user stage and by sequence neighbourhood.
 
     ``known_items(u)`` returns the user's positive items, oldest first (the
@@ -200,12 +200,6 @@ class HybridRecommender(HybridRows):
             self._touched.buffer,
             self._large_counts,
         )
-
-    def is_new_user(self, u: int) -> bool:
-        return u >= self.n_user
-
-    def is_new_item(self, i: int) -> bool:
-        return i >= self.n_item
 
     def register(self, actor) -> None:
         """Register a flurs User or Item (told apart by class name: FluRS is not imported)."""

@@ -11,6 +11,7 @@ from flurs.recommender.matrix_factorization import MFRecommender
 
 from engine.models.base import (
     INIT_STD,
+    DenseIndices,
     check_dense,
 )
 from engine.models.growable import GrowableRows
@@ -18,19 +19,13 @@ from engine.models.growable import GrowableRows
 # -- matrix factorisation -----------------------------------------------------
 
 
-class _FactorStore:
+class _FactorStore(DenseIndices):
     """Growable user (P) and item (Q) factor matrices shared by the MF variants."""
 
     def _init_factors(self, k: int, rng: np.random.Generator) -> None:
         self._rng = rng
         self._P = GrowableRows(k)
         self._Q = GrowableRows(k)
-
-    def is_new_user(self, u: int) -> bool:
-        return u >= self.n_user
-
-    def is_new_item(self, i: int) -> bool:
-        return i >= self.n_item
 
     def register_user(self, user: User) -> None:
         check_dense(user.index, self.n_user, "user")

@@ -8,6 +8,7 @@ from flurs.data.entity import Event, Item, User
 
 from engine.models.base import (
     CountsOnlyRows,
+    DenseIndices,
     check_dense,
 )
 from engine.models.growable import GrowableRows
@@ -15,7 +16,7 @@ from engine.models.growable import GrowableRows
 # -- popularity -------------------------------------------------------------------
 
 
-class StreamingPopular(CountsOnlyRows, Popular):
+class StreamingPopular(DenseIndices, CountsOnlyRows, Popular):
     """FluRS's popularity baseline with an amortised O(1) item counter (rule "popular")."""
 
     score_rule = "popular"
@@ -32,12 +33,6 @@ class StreamingPopular(CountsOnlyRows, Popular):
     def register_user(self, user: User) -> None:
         check_dense(user.index, self.n_user, "user")
         self.n_user += 1
-
-    def is_new_user(self, u: int) -> bool:
-        return u >= self.n_user
-
-    def is_new_item(self, i: int) -> bool:
-        return i >= self.n_item
 
     @property
     def freq(self) -> np.ndarray:

@@ -9,6 +9,7 @@ from flurs.data.entity import Event, Item, User
 from flurs.recommender.online_sketch import SketchRecommender
 
 from engine.models.base import (
+    DenseIndices,
     RanksByExportedRows,
     check_dense,
 )
@@ -17,7 +18,7 @@ from engine.models.growable import GrowableRows
 # -- online matrix sketching --------------------------------------------------------
 
 
-class StreamingSketch(RanksByExportedRows, SketchRecommender):
+class StreamingSketch(DenseIndices, RanksByExportedRows, SketchRecommender):
     """FluRS online matrix sketching (Kitazawa 2017) on per-id codes plus side features.
 
     FluRS's sketch reads only feature vectors, so id-only events give it
@@ -46,12 +47,6 @@ class StreamingSketch(RanksByExportedRows, SketchRecommender):
         self._item_blocks = GrowableRows(self.item_dim)
         self.B = np.zeros((self.k, self.ell))
         self.U_r = np.zeros((self.k, self.r))
-
-    def is_new_user(self, u: int) -> bool:
-        return u >= self.n_user
-
-    def is_new_item(self, i: int) -> bool:
-        return i >= self.n_item
 
     def register_user(self, user: User) -> None:
         check_dense(user.index, self.n_user, "user")

@@ -8,6 +8,7 @@ from flurs.recommender.user_knn import UserKNNRecommender
 
 from engine.models.base import (
     CountsOnlyRows,
+    DenseIndices,
     check_dense,
 )
 from engine.models.growable import GrowableRows
@@ -15,7 +16,7 @@ from engine.models.growable import GrowableRows
 # -- user-based k nearest neighbours ----------------------------------------------------
 
 
-class StreamingUserKNN(CountsOnlyRows, UserKNNRecommender):
+class StreamingUserKNN(DenseIndices, CountsOnlyRows, UserKNNRecommender):
     """Incremental user-based kNN (Papagelis et al. 2005) for positive-only feedback.
 
     FluRS's UserKNN keeps dense user x item and user x user matrices, grows
@@ -46,12 +47,6 @@ class StreamingUserKNN(CountsOnlyRows, UserKNNRecommender):
         self._overlap: list[dict[int, int]] = []  # user -> {other user: shared items}
         self._item_counts = GrowableRows(0)  # users who liked the item
         self._touched: set[int] = set()  # items whose count changed since the last drain
-
-    def is_new_user(self, u: int) -> bool:
-        return u >= self.n_user
-
-    def is_new_item(self, i: int) -> bool:
-        return i >= self.n_item
 
     def register_user(self, user: User) -> None:
         check_dense(user.index, self.n_user, "user")
