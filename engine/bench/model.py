@@ -24,9 +24,8 @@ it prints one JSON line:
   (``incremental_users``, ``incremental_items``, ``incremental_history_rows``
   say what it wrote);
 - ``checkpoint_full_again_ms``: a second full checkpoint right after the
-  first, to tell a first-time cost from a steady one (at 1M users the first
-  capture took 1.3 s and the second 0.4 s, until exports went without
-  huge-page advice: storage/_transient_arrays.py);
+  first, to tell a first-time cost from a steady one (docs/benchmarks.md,
+  "Checkpoints and huge pages");
 - ``checkpoint_full_capture_ms``, ``checkpoint_full_again_capture_ms``,
   ``checkpoint_incremental_capture_ms``: the part of each spent taking the
   snapshot, which the worker does on its event loop (the rest, the write,

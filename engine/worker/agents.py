@@ -5,7 +5,7 @@ from __future__ import annotations
 from engine.worker.app import EngineApp
 
 # Messages processed in one run at most: a run holds the event loop, and the
-# API with it. 32 kept bench serve's p99 lowest (docs/benchmarks.md, "Runs").
+# API with it. 32 kept bench serve's p99 lowest (docs/benchmarks.md, RUN_MAX).
 RUN_MAX = 32
 
 
