@@ -8,9 +8,11 @@ many items have exactly c events (``at``) and how many have more
 reads, corrected for the user's known items.
 
 >>> counts = PopularityCounts()
+>>> for _ in range(3):
+...     counts.register()
 >>> for item in (0, 1, 1, 2, 2, 2):
-...     counts.add(item) if item < counts.n else (counts.register(), counts.add(item))
->>> counts.greater_and_ties(1)
+...     counts.add(item)
+>>> counts.greater_and_ties(1)  # item 2 has more events; no other item has 2
 (1, 0)
 """
 
