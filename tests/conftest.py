@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+from tests.support.paths import ML100K, REPO
+
 NO_API_URL = "http://127.0.0.1:9"
 
 

@@ -7,7 +7,7 @@ import asyncio
 from engine.settings import load_settings
 from engine.worker.runtime import EngineRuntime
 from storage import StoreReader
-from tests.helpers import message
+from tests.support.messages import message
 
 
 def test_agent_learns_counts_and_rejects(tmp_path, monkeypatch):

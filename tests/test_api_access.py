@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from tests.reliability_support import Worker, wait_for
+from tests.support.workers import Worker, wait_for
 
 TOKEN = "a-long-enough-secret-for-tests"
 

@@ -22,7 +22,7 @@ from aiokafka.structs import TopicPartition
 from dashboard.loaders import reason_kind
 from engine.sources.events import InvalidEvent, UndecodableMessage, parse_event
 from engine.worker.batches import TolerantPartitionRecords
-from tests.helpers import processor
+from tests.support.processors import processor
 
 TP = TopicPartition("events", 0)
 NONE, GZIP, LZ4 = 0, 1, 3

@@ -46,7 +46,9 @@ import pytest
 
 from engine.sources.broker import free_port, is_listening
 from storage import Checkpoint, StoreReader
-from tests.reliability_support import PYTHON, REPO, Worker, env_without_reco, latest, wait_for
+from tests.support.paths import PYTHON, REPO
+from tests.support.stores import latest
+from tests.support.workers import Worker, env_without_reco, wait_for
 
 README = REPO / "README.md"
 CONFIGURATION = REPO / "docs" / "configuration.md"  # the Configuration table, moved from the README

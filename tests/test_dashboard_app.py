@@ -12,7 +12,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from storage import MAX_USER_ID_LENGTH, StoreReader
-from tests.dashboard_support import APP, StoreFacts, write_empty_store, write_store
+from tests.support.dashboard import APP
+from tests.support.stores import StoreFacts, write_empty_store, write_store
 
 PAGES = {
     "Live": None,

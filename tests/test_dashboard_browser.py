@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dashboard_support import ROOT, append_checkpoint, running_dashboard, write_store
+from tests.support.dashboard import running_dashboard
+from tests.support.paths import REPO
+from tests.support.stores import append_checkpoint, write_store
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,8 +34,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-README_SHOTS = ROOT / "dashboard" / "screenshots"
+ARTIFACTS = REPO / "tests" / "artifacts"
+README_SHOTS = REPO / "dashboard" / "screenshots"
 WIDTH = 1400
 TIMEOUT_MS = 20_000
 

@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 from dashboard import live_api
 from dashboard.settings import DEFAULT_API_URL, load_settings
 from storage import OnlineCounts, StoreWriter
-from tests.dashboard_support import APP
-from tests.helpers import feed, processor
+from tests.support.dashboard import APP
+from tests.support.processors import feed, processor
 
 # (model impressions, clicks, baseline impressions, clicks) per checkpoint interval
 INTERVALS = [(40, 10, 10, 2), (60, 20, 10, 1), (100, 30, 20, 3)]

@@ -13,7 +13,8 @@ from dashboard import loaders
 from dashboard.settings import DEFAULT_DB, load_settings
 from dashboard.status import ALIVE_MIN_S, STOPPED_AFTER_S, engine_status
 from dashboard.text import ago, escape_markdown, local_time, shorten
-from tests.dashboard_support import ROOT, write_empty_store, write_store
+from tests.support.paths import REPO
+from tests.support.stores import write_empty_store, write_store
 
 
 @pytest.fixture(autouse=True)
@@ -189,7 +190,7 @@ def imports_of(path: Path) -> set[str]:
 
 
 def test_only_the_loaders_import_storage_and_nothing_imports_the_engine():
-    files = sorted((ROOT / "dashboard").rglob("*.py"))
+    files = sorted((REPO / "dashboard").rglob("*.py"))
     assert len(files) >= 8
     for path in files:
         names = imports_of(path)

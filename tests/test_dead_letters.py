@@ -9,9 +9,12 @@ from aiokafka import AIOKafkaConsumer
 
 from engine.sources.kafka import bootstrap_servers
 from engine.worker.dead_letters import DeadLetters
-from tests.reliability_support import Worker, event, latest, send, wait_for
+from tests.support.messages import message
+from tests.support.stores import latest
+from tests.support.topics import send
+from tests.support.workers import Worker, wait_for
 
-GOOD = [event(f"u{n}", f"i{n % 5}", 5) for n in range(20)]
+GOOD = [message(f"u{n}", f"i{n % 5}", 5) for n in range(20)]
 BAD = [b"not json", b'{"user": "u1"}', b"[1, 2, 3]", b'{"user": "", "item": "i", "rating": 1}']
 
 

@@ -8,7 +8,7 @@ import pytest
 from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.settings import MODELS
 from storage import StoreWriter
-from tests.helpers import message
+from tests.support.messages import message
 
 
 def _processor(model: str) -> StreamProcessor:

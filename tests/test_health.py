@@ -10,7 +10,11 @@ import sqlite3
 
 import pytest
 
-from tests.reliability_support import Worker, event, health, latest, send, wait_for
+from tests.support.api import health
+from tests.support.messages import message
+from tests.support.stores import latest
+from tests.support.topics import send
+from tests.support.workers import Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +25,7 @@ def test_a_failing_checkpoint_turns_health_to_503_until_one_succeeds(engine_env,
     worker = Worker(engine_env, tmp_path / "worker.log").start()
     try:
         assert wait_for(lambda: (h := health(api))[0] == 503 and h, 60, "the API")[1]
-        send(engine_env["RECO_BROKER"], engine_env["RECO_TOPIC"], [event("u1", "i1", 5)])
+        send(engine_env["RECO_BROKER"], engine_env["RECO_TOPIC"], [message("u1", "i1", 5)])
         wait_for(lambda: (c := latest(db)) and c.totals.received == 1, 60, "the event")
         wait_for(lambda: health(api) == (200, []), 30, "a ready worker")
 

@@ -12,7 +12,7 @@ from storage import StoreReader, StoreWriter
 from storage import _histories as histories
 from storage._codec import encode_array, encode_rows
 from storage._session_rows import encode_session_rows
-from tests.test_quality_evaluator import synthetic_messages
+from tests.support.messages import synthetic_messages
 
 STEPS = ((0, 700), (700, 1150), (1150, 1500))
 

@@ -36,7 +36,9 @@ from engine.sources.broker import free_port
 from engine.sources.kafka import bootstrap_servers, declare_topic
 from engine.worker.batches import CODEC_MASK, CODECS
 from storage import Checkpoint, StoreReader, Totals
-from tests.reliability_support import PYTHON, REPO, Worker, latest, wait_for
+from tests.support.paths import PYTHON, REPO
+from tests.support.stores import latest
+from tests.support.workers import Worker, wait_for
 
 confluent_kafka = pytest.importorskip(
     "confluent_kafka",

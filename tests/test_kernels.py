@@ -13,7 +13,7 @@ from engine.processing import processor as processor_module
 from engine.processing.processor import ProcessorConfig, StreamProcessor
 from storage import ranking
 from storage.ranking import score_items
-from tests.test_quality_evaluator import synthetic_messages
+from tests.support.messages import synthetic_messages
 
 
 class _FixedDraws:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.reliability_support import Worker, latest, wait_for
+from tests.support.stores import latest
+from tests.support.workers import Worker, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from engine.sources.closed_loop import ClosedLoop
 from engine.worker.admission import LoopShare
 from engine.worker.clicks import CLOCK_SLACK_S, ClickLog, StreamClock, variant_of
 from engine.worker.live import LiveService
-from tests.helpers import feed, message, processor
+from tests.support.messages import message
+from tests.support.processors import feed, processor
 
 T0 = 1_700_000_000.0
 

@@ -8,7 +8,7 @@ from sqlite_utils import Database
 
 from storage import OnlineCounts, StoreReader, StoreWriter
 from storage._schema import migrations
-from tests.helpers import feed, processor
+from tests.support.processors import feed, processor
 
 
 def write_intervals(db_path, intervals, start=1_000_000.0, step=5.0, **writer_options):

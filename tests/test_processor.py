@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from engine.evaluation.prequential import percentile_rank, rank_of
-from tests.helpers import feed, message, processor
+from tests.support.messages import message
+from tests.support.processors import feed, processor
 
 
 def test_rank_counts_only_candidates_the_user_has_not_seen():

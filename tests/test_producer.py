@@ -15,7 +15,7 @@ from engine.sources.broker import free_port, wait_for_broker
 from engine.sources.encoding import event_key
 from engine.sources.kafka import bootstrap_servers
 from engine.sources.producer import send_messages
-from tests.helpers import message
+from tests.support.messages import message
 
 
 def test_an_event_is_keyed_by_its_user_id_whatever_its_encoding():

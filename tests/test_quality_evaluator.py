@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from engine.evaluation.replay import Protocol, evaluate_file, positives, replay
 from engine.models.registry import DEFAULT_MODEL
 from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.sources.events import parse_event
-from engine.sources.synthetic import SyntheticConfig, SyntheticStream
+from tests.support.messages import synthetic_messages
 
 ML100K = Path(__file__).resolve().parents[2] / "shared/data/ml-100k"
 # Measured 0.1725 on this protocol, the same on any CPU (docs/evaluation.md,
@@ -25,12 +24,6 @@ def _ml100k() -> Path:
     if not (ML100K / "u.data").is_file():
         pytest.skip(f"MovieLens 100k not found at {ML100K} (its licence forbids shipping it)")
     return ML100K
-
-
-def synthetic_messages(n: int, seed: int = 3) -> list[bytes]:
-    clock = itertools.count(1_700_000_000).__next__
-    stream = SyntheticStream(SyntheticConfig(seed=seed, shift_at=0), clock=lambda: float(clock()))
-    return list(itertools.islice(stream, n))
 
 
 def test_popular_matches_the_published_flurs_baseline():

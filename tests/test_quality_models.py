@@ -14,7 +14,7 @@ from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.sources.events import parse_event
 from storage import StoreReader, StoreWriter
 from storage.ranking import top_n
-from tests.test_quality_evaluator import synthetic_messages
+from tests.support.messages import synthetic_messages
 
 # userknn ranks from every neighbour's profile, which the store does not hold:
 # its store lookups rank by popularity (docs/evaluation.md, "Tuning").

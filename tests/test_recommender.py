@@ -8,7 +8,7 @@ import pytest
 from engine.models.base import Model
 from engine.models.growable import GrowableRows
 from engine.models.registry import MODELS, Recommender
-from tests.helpers import feed, processor
+from tests.support.processors import feed, processor
 
 
 @pytest.mark.parametrize("model", ["mf", "bprmf", "popular"])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 from storage import StoreReader, StoreWriter, reason_kind
-from tests.helpers import message, processor
+from tests.support.messages import message
+from tests.support.processors import processor
 
 BAD = [
     b"not json",

@@ -12,16 +12,12 @@ import time
 import pytest
 
 from engine.sources.broker import EmbeddedBroker
-from tests.reliability_support import (
-    PYTHON,
-    KnownStream,
-    Worker,
-    engine_env_with,
-    health,
-    latest,
-    send,
-    wait_for,
-)
+from tests.support.api import health
+from tests.support.messages import KnownStream
+from tests.support.paths import PYTHON
+from tests.support.stores import latest
+from tests.support.topics import send
+from tests.support.workers import Worker, engine_env_with, wait_for
 
 pytestmark = pytest.mark.integration
 

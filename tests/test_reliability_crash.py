@@ -23,21 +23,12 @@ import pytest
 from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.settings import DEFAULT_MODEL, MODELS
 from storage import StoreReader, StoreWriter
-from tests.reliability_support import (
-    PYTHON,
-    REPO,
-    KnownStream,
-    PacedProducer,
-    Worker,
-    engine_env_with,
-    freeze,
-    latest,
-    panel_rankings,
-    processor_rankings,
-    thaw,
-    wait_for,
-    wal_frames,
-)
+from tests.support.messages import KnownStream
+from tests.support.paths import PYTHON, REPO
+from tests.support.processors import processor_rankings
+from tests.support.stores import latest, panel_rankings, wal_frames
+from tests.support.topics import PacedProducer
+from tests.support.workers import Worker, engine_env_with, freeze, thaw, wait_for
 
 PANEL = [f"u{i}" for i in range(1, 21)]
 

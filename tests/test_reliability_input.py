@@ -25,15 +25,10 @@ from engine.sources.events import (
     preview,
 )
 from storage import StoreReader
-from tests.reliability_support import (
-    Worker,
-    engine_env_with,
-    event,
-    latest,
-    rss_mb,
-    send,
-    wait_for,
-)
+from tests.support.messages import message
+from tests.support.stores import latest
+from tests.support.topics import send
+from tests.support.workers import Worker, engine_env_with, rss_mb, wait_for
 
 MB = 1024 * 1024
 
@@ -41,12 +36,12 @@ MB = 1024 * 1024
 def _valid(rng: random.Random, n: int) -> tuple[bytes, str, str, bool]:
     user, item = f"user-{rng.randrange(300)}", f"item-{rng.randrange(500)}"
     rating = rng.choice((1, 2, 3, 4, 5))
-    return event(user, item, rating, 1_700_000_000 + n), user, item, rating >= 4
+    return message(user, item, rating, 1_700_000_000 + n), user, item, rating >= 4
 
 
 def _bad(rng: random.Random, n: int) -> tuple[bytes | None, str]:
     """One malformed message of a random kind, and the reason the engine must give."""
-    good = event("u", "i", 5)
+    good = message("u", "i", 5)
     kind = n % 20
     if kind == 0:
         return b"\xff\xfe" + rng.randbytes(rng.randrange(0, 200)), "not UTF-8"

@@ -17,8 +17,8 @@ from faust.types.auth import AuthProtocol, SASLMechanism
 from engine.settings import SettingsError, load_settings
 from engine.sources.kafka import broker_credentials, client_options
 from storage import StoreReader, StoreWriter
-from tests.helpers import feed, processor
-from tests.reliability_support import PYTHON, REPO
+from tests.support.paths import PYTHON, REPO
+from tests.support.processors import feed, processor
 
 certifi = pytest.importorskip("certifi", reason="certifi (an aiohttp dependency) gives a CA file")
 CA_FILE = certifi.where()

@@ -28,15 +28,11 @@ from storage import StoreReader, StoreWriter
 from storage import _histories as histories
 from storage import _queries as queries
 from storage._connection import connect_readonly
-from tests.reliability_support import (
-    REPO,
-    KnownStream,
-    PacedProducer,
-    Worker,
-    engine_env_with,
-    latest,
-    wait_for,
-)
+from tests.support.messages import KnownStream
+from tests.support.paths import REPO
+from tests.support.stores import latest
+from tests.support.topics import PacedProducer
+from tests.support.workers import Worker, engine_env_with, wait_for
 
 _spawn = multiprocessing.get_context("spawn")
 

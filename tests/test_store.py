@@ -17,7 +17,7 @@ from storage import (
     StoreReader,
     StoreWriter,
 )
-from tests.helpers import feed, processor
+from tests.support.processors import feed, processor
 
 EVENTS = [
     ("alice", "a"),

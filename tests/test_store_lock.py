@@ -12,7 +12,9 @@ import pytest
 
 from engine.sources.broker import free_port
 from storage import StoreLocked, WriterLock
-from tests.reliability_support import PYTHON, REPO, Worker, latest, wait_for
+from tests.support.paths import PYTHON, REPO
+from tests.support.stores import latest
+from tests.support.workers import Worker, wait_for
 
 
 def test_a_second_writer_is_told_who_holds_the_store(tmp_path):

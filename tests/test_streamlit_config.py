@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.dashboard_support import free_port, write_empty_store
+from engine.sources.broker import free_port
+from tests.support.stores import write_empty_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 
 from engine.sources.broker import free_port
-from tests.reliability_support import (
-    PYTHON,
-    REPO,
-    Worker,
-    env_without_reco,
-    event,
-    latest,
-    send,
-    wait_for,
-)
+from tests.support.messages import message
+from tests.support.paths import PYTHON, REPO
+from tests.support.stores import latest
+from tests.support.topics import send
+from tests.support.workers import Worker, env_without_reco, wait_for
 
 
 def _fresh_env(tmp_path: Path, **settings: str) -> dict[str, str]:
@@ -52,7 +47,7 @@ def test_an_idle_worker_with_its_store_elsewhere_stops_and_starts_again(broker, 
 
         worker.start()
         wait_for(lambda: (c := latest(db)) and c.id > first.id, 60, "a checkpoint after restart")
-        send(broker.url, env["RECO_TOPIC"], [event("u1", "i1", 5), event("u2", "i1", 5)])
+        send(broker.url, env["RECO_TOPIC"], [message("u1", "i1", 5), message("u2", "i1", 5)])
         done = wait_for(lambda: (c := latest(db)) and c.totals.received == 2 and c, 60, "events")
         assert (done.users, done.items) == (2, 1)
         assert worker.terminate() == 0, worker.output()

@@ -1,32 +1,29 @@
-"""Helpers for the dashboard tests: stores with plausible data, and a running dashboard."""
+"""Stores for tests: written with plausible data (the dashboard's), and read as a test waits.
+
+Also what a store's files hold: its WAL's frames.
+"""
 
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from storage import (
+    Checkpoint,
     CheckpointWrite,
     IntervalMetrics,
     OnlineCounts,
     RejectedEvent,
+    StoreError,
+    StoreReader,
     StoreWriter,
     Totals,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "dashboard" / "app.py"
 K = 8
 
 _WORDS = (
@@ -259,68 +256,49 @@ def write_empty_store(path: Path) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def latest(db: Path) -> Checkpoint | None:
+    """The store's latest checkpoint, or None while there is none."""
+    try:
+        return StoreReader(db).latest_checkpoint()
+    except StoreError:
+        return None
 
 
-@contextmanager
-def running_dashboard(db: Path, log: Path, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run ``streamlit run dashboard/app.py`` headless on a free port; yield its URL."""
-    port = free_port()
-    env = {**os.environ, "RECO_DB": str(db), "RECO_DASHBOARD_REFRESH_S": "2"}
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.headless",
-        "true",
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--client.toolbarMode",
-        "viewer",
-    ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_healthy(url, process, timeout_s, log)
-            yield url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+def panel_rankings(db: Path, users: list[str], n: int = 10) -> dict[str, list[str]]:
+    """Each user's top-``n`` item ids as the store's readers (the dashboard) see them."""
+    reader = StoreReader(db)
+    return {user: [r.item for r in reader.recommend(user, n).items] for user in users}
 
 
-def _wait_healthy(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"streamlit exited with {process.returncode}:\n{log.read_text(errors='replace')}"
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(
-        f"streamlit did not answer on {url} within {timeout_s:.0f} s:\n"
-        f"{log.read_text(errors='replace')}"
-    )
+@dataclass(frozen=True)
+class WalFrames:
+    """What an SQLite WAL file holds: complete frames, and those after its last commit."""
+
+    frames: int
+    uncommitted: int
+
+
+def wal_frames(wal: Path) -> WalFrames:
+    """Count the valid frames of a WAL file (format: sqlite.org/fileformat2.html#walformat)."""
+    try:
+        data = wal.read_bytes()
+    except FileNotFoundError:
+        return WalFrames(0, 0)
+    if len(data) < 32:
+        return WalFrames(0, 0)
+    page_size = int.from_bytes(data[8:12], "big")
+    salts = data[16:24]
+    frames = uncommitted = 0
+    position = 32
+    while position + 24 + page_size <= len(data):
+        header = data[position : position + 24]
+        if header[8:16] != salts:
+            break  # a frame left over from before the WAL was last reset
+        frames += 1
+        committed_size = int.from_bytes(header[4:8], "big")
+        uncommitted = 0 if committed_size else uncommitted + 1
+        position += 24 + page_size
+    return WalFrames(frames, uncommitted)
 
 
 def _title(item: int) -> str:
