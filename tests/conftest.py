@@ -42,6 +42,16 @@ def no_live_api():
         os.environ["RECO_API_URL"] = previous
 
 
+@pytest.fixture
+def fresh_streamlit_caches():
+    """Streamlit's data caches, cleared before and after: they outlive an AppTest run."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    yield
+    st.cache_data.clear()
+
+
 @pytest.fixture(scope="session")
 def broker():
     """A real embedded Kafka-compatible broker on a free port, for the whole session."""

@@ -6,42 +6,18 @@ import json
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from contextlib import contextmanager
 
 import pytest
 
 from storage import StoreError, StoreReader
+from tests.support.api import get
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration
 
 EVENTS = 1500
-
-
-def _get(url: str, method: str = "GET") -> tuple[int, dict]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except (OSError, StoreError, ValueError) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last}")
+STARTING = (OSError, StoreError, ValueError)  # no API, no store or no answer yet: wait on
 
 
 @contextmanager
@@ -76,10 +52,11 @@ def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
     api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
     with running([sys.executable, "-m", "engine", "worker"], engine_env) as worker:
         _produce(engine_env, "--events", str(EVENTS))
-        health = _wait_for(
-            lambda: (h := _get(f"{api}/health")[1])["events"] == EVENTS and h,
+        health = wait_for(
+            lambda: (h := get(f"{api}/health")[1])["events"] == EVENTS and h,
             90,
             f"{EVENTS} events through the worker",
+            ignoring=STARTING,
         )
         assert health["ok"] is True and health["model"] == "hybrid"
         # The default RECO_EVENT_LOOP, really in use (Faust alone would ignore it).
@@ -87,7 +64,7 @@ def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
         assert health["last_event_time"] > 1.6e9 and health["items"] > 0
 
         # u0 is the synthetic stream's most active user: certainly known by now.
-        status, known = _get(f"{api}/recommend/u0?n=5")
+        status, known = get(f"{api}/recommend/u0?n=5")
         assert status == 200
         assert set(known) == {"user", "items", "model", "fallback", "variant"}
         assert known["user"] == "u0" and known["fallback"] is False
@@ -98,11 +75,16 @@ def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
         assert scores == sorted(scores, reverse=True)
         # Names come from the store (the producer wrote them) and nothing is already liked.
         assert all(item["name"].startswith("The ") for item in known["items"])
-        _wait_for(lambda: StoreReader(tmp_path / "reco.db").history("u0"), 30, "a checkpoint")
+        wait_for(
+            lambda: StoreReader(tmp_path / "reco.db").history("u0"),
+            30,
+            "a checkpoint",
+            ignoring=STARTING,
+        )
         liked = {h.item for h in StoreReader(tmp_path / "reco.db").history("u0", limit=500)}
         assert not liked & {item["item"] for item in known["items"]}
 
-        status, unknown = _get(f"{api}/recommend/somebody-new")
+        status, unknown = get(f"{api}/recommend/somebody-new")
         assert status == 200 and unknown["fallback"] is True and unknown["model"] == "popular"
         assert len(unknown["items"]) == 10
 
@@ -116,16 +98,16 @@ def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
             ("/recommend/", 404),
             ("/no/such/path", 404),
         ]:
-            status, body = _get(api + path)
+            status, body = get(api + path)
             assert (status, set(body)) == (code, {"error"}), path
-        assert _get(f"{api}/recommend/u0", method="POST")[0] == 405
+        assert get(f"{api}/recommend/u0", method="POST")[0] == 405
 
         # The answers above were impressions; the next checkpoint stores them per variant.
         def impressions():
             points = StoreReader(tmp_path / "reco.db").online_metrics()
             return sum(p.impressions for p in points)
 
-        _wait_for(lambda: impressions() >= 2, 30, "impressions in the store")
+        wait_for(lambda: impressions() >= 2, 30, "impressions in the store", ignoring=STARTING)
     assert worker.returncode == 0, worker.output[-3000:]
 
 
@@ -134,14 +116,24 @@ def test_faust_own_command_serves_the_api_too(engine_env):
     command = [sys.executable, "-m", "faust", "-A", "engine.worker.app", "worker", "-l", "warn"]
     with running(command, engine_env):
         # Ready (200, ok) once its partitions are assigned: then it consumes.
-        _wait_for(lambda: _get(f"{api}/health")[1]["ok"], 90, "faust worker ready")
-        assert _get(f"{api}/health")[0] == 200
+        wait_for(
+            lambda: get(f"{api}/health")[1]["ok"],
+            90,
+            "faust worker ready",
+            ignoring=STARTING,
+        )
+        assert get(f"{api}/health")[0] == 200
 
 
 def test_a_second_worker_on_a_taken_port_says_so_in_one_line(engine_env, tmp_path):
     with running([sys.executable, "-m", "engine", "worker"], engine_env):
         api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
-        _wait_for(lambda: _get(f"{api}/health")[1], 90, "the first worker's API")
+        wait_for(
+            lambda: get(f"{api}/health")[1],
+            90,
+            "the first worker's API",
+            ignoring=STARTING,
+        )
         second = subprocess.run(
             [sys.executable, "-m", "engine", "worker"],
             env={**engine_env, "RECO_DB": str(tmp_path / "second.db")},  # a store of its own
@@ -157,7 +149,7 @@ def test_the_closed_loop_demo_makes_impressions_and_clicks(engine_env, tmp_path)
     api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
     env = {**engine_env, "RECO_API_URL": api}
     with running([sys.executable, "-m", "engine", "worker"], env):
-        _wait_for(lambda: _get(f"{api}/health")[1], 90, "the worker's API")
+        wait_for(lambda: get(f"{api}/health")[1], 90, "the worker's API", ignoring=STARTING)
         _produce(env, "--closed-loop", "--events", "4000", "--rate", "500")
 
         def online():
@@ -171,7 +163,9 @@ def test_the_closed_loop_demo_makes_impressions_and_clicks(engine_env, tmp_path)
                 shown["model"] > 50 and shown["baseline"] > 5 and clicked > 10 and (shown, clicked)
             )
 
-        shown, clicked = _wait_for(online, 60, "impressions and clicks of both variants")
+        shown, clicked = wait_for(
+            online, 60, "impressions and clicks of both variants", ignoring=STARTING
+        )
     assert clicked <= sum(shown.values())
     status = subprocess.run(
         [sys.executable, "-m", "engine", "status"], env=env, capture_output=True, text=True

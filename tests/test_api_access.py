@@ -2,33 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 
+from tests.support.api import get, health
 from tests.support.workers import Worker, wait_for
 
 TOKEN = "a-long-enough-secret-for-tests"
-
-
-def _get(url: str, token: str | None = None) -> tuple[int, dict]:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
-            return r.status, json.load(r)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return _get(url)[0] in (200, 503)
-    except OSError:  # not listening yet
-        return False
 
 
 @pytest.mark.parametrize(
@@ -55,15 +37,15 @@ def test_without_the_token_a_request_gets_401_and_counts_nothing(engine_env, tmp
     api = f"http://127.0.0.1:{env['RECO_WEB_PORT']}"
     worker = Worker(env, tmp_path / "worker.log").start()
     try:
-        wait_for(lambda: _answers(f"{api}/health"), 60, "the API")
+        wait_for(lambda: health(api)[0] in (200, 503), 60, "the API")
         for token in (None, "", "wrong-token-of-the-same-size!!", TOKEN[:-1]):
-            status, body = _get(f"{api}/recommend/u1", token)
+            status, body = get(f"{api}/recommend/u1", token)
             assert status == 401, body
             assert "Bearer" in body["error"]
-        assert _get(f"{api}/health")[1]["impressions"] == 0
-        status, body = _get(f"{api}/recommend/u1", TOKEN)
+        assert get(f"{api}/health")[1]["impressions"] == 0
+        status, body = get(f"{api}/recommend/u1", TOKEN)
         assert status == 200 and body["user"] == "u1"
-        assert _get(f"{api}/health")[1]["impressions"] == 1
+        assert get(f"{api}/health")[1]["impressions"] == 1
 
         # The closed-loop producer's users send the token too.
         produce = [sys.executable, "-m", "engine", "produce", "--closed-loop", "--quiet"]
@@ -76,6 +58,6 @@ def test_without_the_token_a_request_gets_401_and_counts_nothing(engine_env, tmp
         )
         assert done.returncode == 0, done.stderr
         assert "0 failed" in done.stderr, done.stderr
-        assert _get(f"{api}/health")[1]["impressions"] > 1
+        assert get(f"{api}/health")[1]["impressions"] > 1
     finally:
         worker.terminate()

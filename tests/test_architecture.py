@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 PACKAGES = ("engine", "storage", "dashboard")
 
 
@@ -163,3 +164,27 @@ def test_no_module_but_the_kernels_is_over_500_lines():
         and path.relative_to(REPO).parts[:2] != ("engine", "kernels")
     }
     assert long == {}
+
+
+def test_a_test_module_imports_helpers_from_tests_support_only():
+    """Shared helpers live in tests/support/; a test module never imports another."""
+    offenders = {}
+    for path in sorted((REPO / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                names = [f"{'.' * node.level}{node.module or ''}"]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            outside = [
+                name
+                for name in names
+                if name.startswith(".") or name.split(".")[0] == "tests"
+                if name != "tests.support" and not name.startswith("tests.support.")
+            ]
+            if outside:
+                offenders[str(path.relative_to(REPO))] = outside
+    assert offenders == {}

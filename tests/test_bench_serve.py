@@ -4,42 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from engine.bench.load import LevelResult, run_level
 from engine.bench.serve import cpu_seconds, levels_up_to
+from tests.support.stub_http import JsonHandler, serving
 
 
-class Answer(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the engine's API
-
+class Answer(JsonHandler):
     def do_GET(self) -> None:  # noqa: N802 (the http.server spelling)
-        body = b'{"items": []}' if self.path.startswith("/recommend/") else b'{"error": "x"}'
-        self.send_response(200 if self.path.startswith("/recommend/") else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+        if self.path.startswith("/recommend/"):
+            self.reply(200, b'{"items": []}')
+        else:
+            self.reply(404, b'{"error": "x"}')
 
 
 def test_the_load_generator_counts_answers_errors_and_stops_at_its_bounds():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = server.server_address[1]
-    try:
+    with serving(Answer) as port:
         latencies, errors, seconds = asyncio.run(
             run_level("127.0.0.1", port, ["/recommend/1", "/nowhere"], 4, 10.0, 40, seed=1)
         )
-    finally:
-        server.shutdown()
-        server.server_close()
     assert len(latencies) == 40  # the request bound came first, not the 10 s
     assert 0 < errors < 40 and seconds < 10.0
     result = LevelResult.of(4, latencies, errors, seconds)

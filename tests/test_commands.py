@@ -35,8 +35,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +44,10 @@ import pytest
 
 from engine.sources.broker import free_port, is_listening
 from storage import Checkpoint, StoreReader
+from tests.support.api import get_or_none
 from tests.support.paths import PYTHON, REPO
 from tests.support.stores import latest
+from tests.support.topics import read_topic
 from tests.support.workers import Worker, env_without_reco, wait_for
 
 README = REPO / "README.md"
@@ -399,28 +399,6 @@ def sent(output: str) -> int:
     return int(found[-1])
 
 
-def get_json(url: str, token: str | None = None) -> dict | None:
-    """The JSON answer to a GET, an error's too; None when nothing answers."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
-            return json.load(r)
-    except urllib.error.HTTPError as exc:  # /health's 503 says why, in JSON
-        return json.load(exc)
-    except OSError:
-        return None
-
-
-def status_of(url: str) -> int | None:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
-
-
 def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
@@ -610,9 +588,9 @@ def run_worker(layout: Layout, broker) -> WorkerRun:
             worker,
             "the worker to count what was sent",
         )
-        run.health = get_json(f"http://{HOST}:{port}/health")
-        run.recommended = get_json(f"http://{HOST}:{port}/recommend/1?n=20&preview=1", TOKEN)
-        run.unauthorised = status_of(f"http://{HOST}:{port}/recommend/1?n=20&preview=1")
+        run.health = get_or_none(f"http://{HOST}:{port}/health")[1]
+        run.recommended = get_or_none(f"http://{HOST}:{port}/recommend/1?n=20&preview=1", TOKEN)[1]
+        run.unauthorised = get_or_none(f"http://{HOST}:{port}/recommend/1?n=20&preview=1")[0]
         run.port_taken = engine(
             "worker", "--web-port", port, "--db", layout.store("second"), "--broker", broker.url,
             env=command_env(), cwd=cwd, timeout=60,
@@ -677,7 +655,7 @@ def run_faust_worker(layout: Layout, broker) -> WorkerRun:
             worker,
             "the worker to count what was sent",
         )
-        run.health = get_json(f"{api}/health")
+        run.health = get_or_none(f"{api}/health")[1]
         run.stop_requested = time.time()
         run.exit_code = worker.terminate(90)
         run.output = worker.output()
@@ -1095,7 +1073,7 @@ async def _describe(broker_url: str, topic: str) -> list[dict]:
 @pytest.mark.integration
 @needs("worker")
 def test_produce_keys_each_event_by_its_user_so_a_user_stays_on_one_partition(worker_run, broker):
-    records = asyncio.run(_read_topic(broker.url, "commands-worker"))
+    records = asyncio.run(read_topic(broker.url, "commands-worker"))
     assert len(records) == worker_run.final.totals.received
     partitions: dict[str, set[int]] = {}
     times: dict[tuple[int, str], list[float]] = {}
@@ -1115,32 +1093,6 @@ def test_produce_keys_each_event_by_its_user_so_a_user_stays_on_one_partition(wo
     assert all(len(found) == 1 for found in partitions.values())
     assert len({p for found in partitions.values() for p in found}) == 2
     assert times and all(t == sorted(t) for t in times.values())  # in timestamp order
-
-
-async def _read_topic(broker_url: str, topic: str) -> list[tuple[int, bytes | None, bytes]]:
-    """Every record of ``topic``, as (partition, key, value), read without a group."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from engine.sources.kafka import bootstrap_servers
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers(broker_url), enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        await consumer.topics()  # metadata, for the partitions
-        assigned = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        records = []
-        while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
-            batches = await consumer.getmany(*assigned, timeout_ms=1000)
-            for tp, messages in batches.items():
-                records.extend((tp.partition, m.key, m.value) for m in messages)
-        return records
-    finally:
-        await consumer.stop()
 
 
 # -- status ----------------------------------------------------------------------

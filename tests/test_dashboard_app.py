@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from storage import MAX_USER_ID_LENGTH, StoreReader
@@ -23,12 +22,7 @@ PAGES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    # Streamlit caches outlive an AppTest run within one process.
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 @pytest.fixture

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import live_api
@@ -20,16 +17,13 @@ from dashboard.settings import DEFAULT_API_URL, load_settings
 from storage import OnlineCounts, StoreWriter
 from tests.support.dashboard import APP
 from tests.support.processors import feed, processor
+from tests.support.stub_http import JsonHandler, serving
 
 # (model impressions, clicks, baseline impressions, clicks) per checkpoint interval
 INTERVALS = [(40, 10, 10, 2), (60, 20, 10, 1), (100, 30, 20, 3)]
 
 
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 def write_online_store(
@@ -83,7 +77,7 @@ def test_online_page_says_how_impressions_arise_when_there_are_none(tmp_path, mo
     assert not at.metric and not at.get("vega_lite_chart")
 
 
-class StubApi(BaseHTTPRequestHandler):
+class StubApi(JsonHandler):
     """Stands in for the engine's API: a fixed list for any user, and a log of the paths."""
 
     variant = "model"
@@ -104,28 +98,14 @@ class StubApi(BaseHTTPRequestHandler):
             "fallback": False,
             "variant": StubApi.variant,
         }
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.reply(200, json.dumps(body).encode())
 
 
 @contextmanager
 def stub_api(variant: str = "model") -> Iterator[str]:
     StubApi.variant, StubApi.paths, StubApi.authorizations = variant, [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), StubApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(StubApi) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def look_up(at: AppTest, user: str) -> AppTest:
@@ -182,14 +162,11 @@ def test_the_api_client_turns_every_failure_into_one_reason():
             self.send_response(500)
             self.end_headers()
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Broken)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        with pytest.raises(live_api.ApiUnavailable, match="an HTTP 500 answer"):
-            live_api.recommend(f"http://127.0.0.1:{server.server_address[1]}", "u1", 5)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with (
+        serving(Broken) as port,
+        pytest.raises(live_api.ApiUnavailable, match="an HTTP 500 answer"),
+    ):
+        live_api.recommend(f"http://127.0.0.1:{port}", "u1", 5)
     with pytest.raises(live_api.ApiUnavailable, match="no answer"):
         live_api.recommend("http://127.0.0.1:9", "u1", 5)
 

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-import streamlit as st
 
 from dashboard import loaders
 from dashboard.settings import DEFAULT_DB, load_settings
@@ -16,12 +15,7 @@ from dashboard.text import ago, escape_markdown, local_time, shorten
 from tests.support.paths import REPO
 from tests.support.stores import write_empty_store, write_store
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 @pytest.mark.parametrize(

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
-DOCS = ROOT / "docs"
+from tests.support.paths import REPO
+
+README = REPO / "README.md"
+DOCS = REPO / "docs"
 MAX_README_LINES = 300
 
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
@@ -94,17 +95,17 @@ def test_the_readme_is_at_most_300_lines():
     )
 
 
-@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", markdown_files(), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_relative_link_points_to_a_file_and_heading_that_exist(path):
     broken = []
     for link in relative_links(path.read_text()):
         target, _, anchor = link.partition("#")
         file = (path.parent / target).resolve() if target else path
         if not file.exists():
-            broken.append(f"{link}: no file {file.relative_to(ROOT)}")
+            broken.append(f"{link}: no file {file.relative_to(REPO)}")
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
-            broken.append(f"{link}: no heading #{anchor} in {file.relative_to(ROOT)}")
-    assert not broken, f"{path.relative_to(ROOT)}: broken links: {broken}"
+            broken.append(f"{link}: no heading #{anchor} in {file.relative_to(REPO)}")
+    assert not broken, f"{path.relative_to(REPO)}: broken links: {broken}"
 
 
 RESULTS = "## Results"

@@ -5,21 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.settings import MODELS
 from storage import StoreWriter
 from tests.support.messages import message
-
-
-def _processor(model: str) -> StreamProcessor:
-    return StreamProcessor(ProcessorConfig(model=model, min_rating=4.0, panel_size=5))
+from tests.support.processors import processor
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("before", [[], [b"not json"]], ids=["idle", "only-rejected"])
 def test_a_checkpoint_of_an_empty_model_restores_and_learns_on(model, before, tmp_path):
     events = [message(u, i) for u, i in [("a", "1"), ("b", "1"), ("a", "2"), ("c", "3")]]
-    live, restored = _processor(model), _processor(model)
+    live, restored = processor(model=model, min_rating=4.0), processor(model=model, min_rating=4.0)
     for offset, payload in enumerate(before):
         live.process(payload, 0, offset)
     writer = StoreWriter(tmp_path / "reco.db")

@@ -7,24 +7,23 @@ import sqlite3
 import numpy as np
 import pytest
 
-from engine.processing.processor import ProcessorConfig, StreamProcessor
 from storage import StoreReader, StoreWriter
 from storage import _histories as histories
 from storage._codec import encode_array, encode_rows
 from storage._session_rows import encode_session_rows
+from tests.support import processors
 from tests.support.messages import synthetic_messages
 
 STEPS = ((0, 700), (700, 1150), (1150, 1500))
 
 
-def _processor(model: str) -> StreamProcessor:
-    return StreamProcessor(ProcessorConfig(model=model, min_rating=4.0, panel_size=5))
-
-
 @pytest.mark.parametrize("model", ["hybrid", "mf", "bprmf", "popular"])
 def test_incremental_checkpoints_restore_like_full_ones(model, tmp_path):
     messages = synthetic_messages(1500)
-    live = {"incremental": _processor(model), "full": _processor(model)}
+    live = {
+        "incremental": processors.processor(model=model, min_rating=4.0),
+        "full": processors.processor(model=model, min_rating=4.0),
+    }
     writers = {name: StoreWriter(tmp_path / f"{name}.db") for name in live}
     writes = {}
     for start, end in STEPS:
@@ -43,7 +42,7 @@ def test_incremental_checkpoints_restore_like_full_ones(model, tmp_path):
     for name, writer in writers.items():
         checkpoint, state = writer.latest()
         writer.close()
-        restored[name] = _processor(model)
+        restored[name] = processors.processor(model=model, min_rating=4.0)
         restored[name].restore(checkpoint, state)
     reference = live["full"].recommender
     for user in range(reference.n_users):
@@ -123,7 +122,7 @@ def _as_old_layout(db, state, checkpoint_id: int, snapshot: bool) -> None:
 @pytest.mark.parametrize("layout", ["item rows", "snapshot"])
 def test_a_store_from_before_row_segments_is_read_and_then_migrated(layout, tmp_path):
     db = tmp_path / "reco.db"
-    processor = _processor("hybrid")
+    processor = processors.processor(model="hybrid", min_rating=4.0)
     for offset, raw in enumerate(synthetic_messages(800)):
         processor.process(raw, 0, offset)
     writer = StoreWriter(db)

@@ -6,7 +6,6 @@ import ast
 import math
 import re
 from decimal import Decimal, localcontext
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -14,8 +13,7 @@ import pytest
 
 from engine import kernels
 from storage import log1p, log1p_counts, log1p_table, logarithm
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
 
 # Where numpy's and the C library's log1p disagree on this machine and others:
 # the correctly rounded log(3) is numpy's here, libm's is one bit below.

@@ -7,17 +7,16 @@ import re
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.paths import REPO
 from tests.support.stores import latest
 from tests.support.workers import Worker, wait_for
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
 
 EVENTS = 3000
 
@@ -91,7 +90,7 @@ def test_metrics_during_a_replay_and_status_after_it_agree(engine_env, tmp_path)
     assert samples[("reco_checkpoints_total", ())] > 0
     assert by_label(samples, "reco_partition_owned", "partition") == {"0": 1.0}
     # The alert rules of docs/operations.md use only metrics a worker exports.
-    rules = (ROOT / "docs" / "prometheus" / "alerts.yml").read_text()
+    rules = (REPO / "docs" / "prometheus" / "alerts.yml").read_text()
     exported = {name for name, _ in samples}
     assert set(re.findall(r"reco_[a-z0-9_]+", rules)) <= exported
     assert by_label(samples, "reco_consumer_lag_messages", "partition") == {"0": 0.0}

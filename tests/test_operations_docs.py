@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 PROMTOOL = shutil.which("promtool")
 
 needs_promtool = pytest.mark.skipif(
@@ -20,7 +20,7 @@ needs_promtool = pytest.mark.skipif(
 def test_the_scrape_configuration_and_its_rules_are_valid():
     done = subprocess.run(
         [PROMTOOL, "check", "config", "docs/prometheus/prometheus.yml"],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=60,
@@ -33,7 +33,7 @@ def test_the_scrape_configuration_and_its_rules_are_valid():
 def test_each_alert_fires_on_its_series_and_not_on_a_healthy_worker():
     done = subprocess.run(
         [PROMTOOL, "test", "rules", "alerts_test.yml"],
-        cwd=ROOT / "tests" / "prometheus",
+        cwd=REPO / "tests" / "prometheus",
         capture_output=True,
         text=True,
         timeout=60,

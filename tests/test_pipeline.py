@@ -6,11 +6,12 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from storage import StoreError, StoreReader
+from storage import StoreReader
+from tests.support.stores import latest
+from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,24 +26,6 @@ def _run(args, env, timeout=60):
         text=True,
         timeout=timeout,
     )
-
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last}")
-
-
-def _received(db):
-    try:
-        return StoreReader(db).latest_checkpoint().totals
-    except StoreError:
-        return None
 
 
 def test_every_sent_event_is_accounted_for_and_sigterm_checkpoints(engine_env, tmp_path):
@@ -69,8 +52,8 @@ def test_every_sent_event_is_accounted_for_and_sigterm_checkpoints(engine_env, t
             engine_env,
         )
         assert produced.returncode == 0, produced.stderr
-        totals = _wait_for(
-            lambda: (t := _received(db)) and t.received == SENT and t,
+        totals = wait_for(
+            lambda: (c := latest(db)) and c.totals.received == SENT and c.totals,
             60,
             f"{SENT} events in the store",
         )
@@ -120,8 +103,8 @@ def test_restarted_engine_resumes_after_its_checkpoint(engine_env, tmp_path):
             stderr=subprocess.DEVNULL,
         )
         try:
-            _wait_for(
-                lambda e=expected: (t := _received(db)) and t.received == e,
+            wait_for(
+                lambda e=expected: (c := latest(db)) and c.totals.received == e,
                 60,
                 f"{expected} events",
             )

@@ -9,13 +9,13 @@ from collections import defaultdict
 
 import msgpack
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from engine.sources.broker import free_port, wait_for_broker
 from engine.sources.encoding import event_key
 from engine.sources.kafka import bootstrap_servers
 from engine.sources.producer import send_messages
 from tests.support.messages import message
+from tests.support.topics import read_topic
 
 
 def test_an_event_is_keyed_by_its_user_id_whatever_its_encoding():
@@ -60,7 +60,7 @@ def test_a_users_events_stay_in_order_on_one_partition(broker, tmp_path, compres
     )
     assert sent == len(events)
 
-    received = asyncio.run(_read_all(broker.url, topic, len(events)))
+    received = asyncio.run(read_topic(broker.url, topic))
     partitions_of = defaultdict(set)
     for partition, key, value in received:
         if key is not None:
@@ -77,19 +77,3 @@ def test_a_users_events_stay_in_order_on_one_partition(broker, tmp_path, compres
     for key, values in by_user.items():
         assert values == [e for e in events if event_key(e) == key]
     assert sorted(v for _, k, v in received if k is None) == [b"not json"]
-
-
-async def _read_all(url: str, topic: str, count: int) -> list[tuple[int, bytes | None, bytes]]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap_servers(url), auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    received = []
-    try:
-        while len(received) < count:
-            batches = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 20)
-            for records in batches.values():
-                received += [(r.partition, r.key, r.value) for r in records]
-    finally:
-        await consumer.stop()
-    return sorted(received, key=lambda r: (r[0],))

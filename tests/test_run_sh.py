@@ -15,10 +15,9 @@ import pytest
 
 from engine.sources.broker import free_port, is_listening
 from storage import StoreError, StoreReader
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.integration
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _group_alive(pgid: int) -> bool:

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 from engine.sources.broker import free_port
+from tests.support.paths import REPO
 from tests.support.stores import write_empty_store
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -33,7 +32,7 @@ def test_the_dashboard_run_plainly_listens_on_this_machine_only(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "RECO_DB": str(db)}
     log = tmp_path / "streamlit.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 30
         while not _listening_addresses(port) and time.monotonic() < deadline:
@@ -49,7 +48,7 @@ def test_the_dashboard_run_plainly_listens_on_this_machine_only(tmp_path):
 def test_the_repository_config_turns_off_usage_statistics_and_the_browser(tmp_path):
     shown = subprocess.run(
         [sys.executable, "-m", "streamlit", "config", "show"],
-        cwd=ROOT,
+        cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         capture_output=True,
         text=True,

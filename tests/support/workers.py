@@ -11,14 +11,28 @@ from pathlib import Path
 from tests.support.paths import PYTHON, REPO
 
 
-def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
-    """Poll ``predicate`` until it returns something truthy; fail naming ``what``."""
+def wait_for(
+    predicate,
+    timeout: float,
+    what: str,
+    every: float = 0.2,
+    ignoring: tuple[type[Exception], ...] = (),
+):
+    """Poll ``predicate`` every ``every`` seconds until it returns something truthy; fail
+    naming ``what`` after ``timeout`` seconds.
+
+    An exception of a type in ``ignoring`` (a server not listening yet) counts as not yet.
+    """
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
+        try:
+            last = predicate()
+        except ignoring as exc:
+            last = exc
+        else:
+            if last:
+                return last
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last: {last!r}")
 
