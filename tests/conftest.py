@@ -82,3 +82,43 @@ def engine_env(tmp_path: Path, broker) -> dict[str, str]:
         }
     )
     return env
+
+
+# -- the test_commands_* modules -------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def command_layout(tmp_path_factory):
+    """A folder to run the README's commands from, beside MovieLens-shaped fixture files."""
+    from tests.support.rating_files import Layout, write_fixtures
+
+    made = Layout(tmp_path_factory.mktemp("commands"))
+    write_fixtures(made)
+    return made
+
+
+@pytest.fixture(scope="session")
+def command_jobs(request, command_layout):
+    """The slow commands the selected tests check (their ``@needs``), started at once in threads.
+
+    Session-wide, so that all the test_commands_* modules share one start: their
+    waits overlap whichever module runs first. The session waits for all at its end.
+    """
+    from tests.support.command_jobs import JOB_TIMEOUT_S, start_jobs
+
+    wanted = {
+        job
+        for item in request.session.items
+        for mark in item.iter_markers("needs")
+        for job in mark.args
+    }
+    started = start_jobs(wanted, command_layout, lambda: request.getfixturevalue("broker"))
+    yield started
+    for job in started.values():
+        job.join(JOB_TIMEOUT_S + 60)
+
+
+@pytest.fixture(scope="session")
+def worker_run(command_jobs):
+    """What `python -m engine worker` with every flag showed (tests/support/command_jobs.py)."""
+    return command_jobs["worker"].result()

@@ -1,0 +1,194 @@
+"""`worker`, Faust's own worker command and `status`, run as a user runs them.
+
+The runs are slow jobs (tests/support/command_jobs.py): a test checks what one showed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from tests.support.command_jobs import (
+    FAUST_HOST,
+    FAUST_TOPIC,
+    MALFORMED,
+    MIN_RATING,
+    SYNTHETIC_EVENTS,
+    UDATA_EVENTS,
+    needs,
+    synthetic_counts,
+)
+from tests.support.commands import command_env, engine, one_line
+from tests.support.rating_files import (
+    MOVIES_CSV_NAMES,
+    MOVIES_DAT_NAMES,
+    RATINGS_CSV,
+    RATINGS_DAT,
+    U_DATA,
+    U_ITEM_NAMES,
+    expected_replay,
+)
+from tests.support.readme import covers, status_keys
+
+# The slow commands (tests/support/command_jobs.py) start with the first test of the
+# test_commands_* modules, whichever runs first.
+pytestmark = pytest.mark.usefixtures("command_jobs")
+
+# -- the worker ----------------------------------------------------------------
+
+
+@pytest.mark.integration
+@needs("worker")
+@covers("worker", "--web-port", "--broker", "--topic", "--db", "--checkpoint-interval")
+@covers("worker", "--model", "--min-rating", "--eval-fraction", "--partitions", "--log-level")
+@covers("worker", "--encoding")
+@covers("produce", "--compression")
+def test_worker_counts_every_event_sent_once(worker_run):
+    """Sent by five producers, each with another codec (none, gzip, snappy, lz4, zstd)."""
+    run = worker_run
+    for name, produced in run.produced.items():
+        assert produced.code == 0, f"produce {name} failed:\n{produced.output[-3000:]}"
+    counted = run.counted
+    assert counted is not None, run.output[-3000:]
+    replays = expected_replay(U_DATA, UDATA_EVENTS) + RATINGS_DAT + RATINGS_CSV
+    rejected, synthetic_positive = synthetic_counts(SYNTHETIC_EVENTS, MALFORMED, MIN_RATING)
+    totals = counted.totals
+    assert totals.received == len(replays) + SYNTHETIC_EVENTS
+    assert totals.rejected == rejected > 0
+    assert totals.accepted == totals.received - rejected
+    # --min-rating 3 beat RECO_MIN_RATING=5, --eval-fraction 0.5 evaluates about half.
+    assert totals.positive == sum(r.rating >= MIN_RATING for r in replays) + synthetic_positive
+    assert 0 < totals.evaluated < totals.positive
+    assert counted.model == "popular"  # --model beat RECO_MODEL=mf
+    assert counted.topic == "commands-worker"  # --topic beat RECO_TOPIC
+    # --partitions 2 (given to the first producer too): events in both, none lost.
+    assert sorted(counted.offsets) == [0, 1] and sum(counted.offsets.values()) == totals.received
+
+
+@pytest.mark.integration
+@needs("worker")
+@covers("worker", "--web-port")
+def test_worker_serves_the_live_api_on_its_web_port(worker_run):
+    run = worker_run
+    assert run.health is not None and run.recommended is not None, run.output[-3000:]
+    assert run.health["ok"] is True, run.health
+    assert run.health["events"] == run.counted.totals.received
+    items = run.recommended["items"]
+    assert run.recommended["user"] == "1" and len(items) > 0
+    assert run.unauthorised == 401  # RECO_API_TOKEN is set: no token, no answer
+    names = U_ITEM_NAMES | MOVIES_DAT_NAMES | MOVIES_CSV_NAMES
+    for item in items:
+        if not item["item"].startswith("i"):  # the synthetic stream's items are i0, i1, ...
+            assert item["name"] == names[item["item"]]
+
+
+@pytest.mark.integration
+@needs("worker")
+@covers("worker", "--web-port")
+def test_a_second_worker_on_a_taken_port_stops_with_one_line(worker_run):
+    taken = worker_run.port_taken
+    assert taken.returncode == 2
+    assert str(worker_run.port) in one_line(taken.stderr)
+
+
+@pytest.mark.integration
+@needs("worker")
+@covers("worker")
+def test_worker_stops_on_sigterm_with_a_final_checkpoint(worker_run):
+    run = worker_run
+    assert run.exit_code == 0, run.output[-3000:]
+    final = re.findall(r"final checkpoint (\d+): (\d+) events in total", run.output)
+    assert final, run.output[-3000:]
+    assert run.final is not None and run.final.id == int(final[-1][0])
+    assert run.final.time >= run.stop_requested
+    assert run.final.totals.received == int(final[-1][1]) >= run.looped.totals.received
+    assert "Traceback" not in run.output
+    assert not (run.cwd / "data").exists()  # its Faust folder is beside its store
+
+
+@pytest.mark.integration
+@needs("faust")
+@covers("faust -A engine.worker.app worker")
+@covers("produce", "--encoding")
+def test_faust_worker_consumes_msgpack_events_and_stops_on_sigterm(command_jobs):
+    run = command_jobs["faust"].result()
+    assert run.empty is not None and run.empty.totals.received == 0, run.output[-3000:]
+    produced = run.produced["ratings.csv"]
+    assert produced.code == 0, produced.output
+    assert run.counted is not None, run.output[-3000:]
+    totals = run.counted.totals
+    assert totals.received == totals.accepted == len(RATINGS_CSV)  # decoded, none rejected
+    assert totals.positive == sum(r.rating >= 4 for r in RATINGS_CSV)
+    assert run.health is not None, f"no API on {FAUST_HOST}:{run.port}"
+    assert run.health["ok"] is True and run.health["events"] == len(RATINGS_CSV)
+    assert run.exit_code == 0, run.output[-3000:]
+    assert run.final.time >= run.stop_requested
+    assert run.final.totals.received == len(RATINGS_CSV)
+    assert "Traceback" not in run.output
+
+
+@pytest.mark.integration
+@needs("faust")
+def test_the_topic_the_worker_creates_has_reco_replication_copies(command_jobs, broker):
+    command_jobs["faust"].result()
+    (described,) = asyncio.run(_describe(broker.url, FAUST_TOPIC))
+    replicas = [len(partition["replicas"]) for partition in described["partitions"]]
+    assert replicas and set(replicas) == {3}, described
+
+
+async def _describe(broker_url: str, topic: str) -> list[dict]:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from engine.sources.kafka import bootstrap_servers
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(broker_url))
+    await admin.start()
+    try:
+        return await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+
+
+# -- status --------------------------------------------------------------------
+
+
+@pytest.mark.integration
+@needs("worker")
+@covers("status", "--db")
+def test_status_prints_the_documented_keys_of_the_latest_checkpoint(worker_run):
+    status = worker_run.status
+    assert status.returncode == 0, status.stderr
+    printed = json.loads(status.stdout)
+    assert set(printed) == status_keys()
+    final = worker_run.final
+    assert printed["checkpoint_id"] == final.id and printed["received"] == final.totals.received
+    assert printed["offsets"] == {str(p): o for p, o in final.offsets.items()}
+    assert set(printed["online"]) == {"model", "baseline"}
+    assert sum(printed["rejected_by_reason"].values()) == printed["rejected"] > 0
+
+
+@covers("status")
+def test_status_without_a_store_says_so_in_one_line(tmp_path):
+    result = engine("status", env=command_env(), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "data/reco.db" in one_line(result.stderr)
+    assert list(tmp_path.iterdir()) == []  # no store or folder made by asking
+
+
+@pytest.mark.integration
+@covers("status", "--db")
+def test_status_of_a_store_without_a_checkpoint_says_so_in_one_line(
+    broker, command_layout, tmp_path
+):
+    db = tmp_path / "names-only.db"
+    names = engine(
+        "produce", "--source", command_layout.ratings_csv, "--events", 1, "--quiet", "--db", db,
+        "--broker", broker.url, "--topic", "commands-names-only", env=command_env(), cwd=tmp_path,
+    )  # fmt: skip
+    assert names.returncode == 0, names.stderr
+    result = engine("status", "--db", db, env=command_env(), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert str(db) in one_line(result.stderr)
