@@ -10,22 +10,14 @@ import sys
 import pytest
 
 from storage import StoreReader
+from tests.support.commands import engine
+from tests.support.paths import REPO
 from tests.support.stores import latest
 from tests.support.workers import wait_for
 
 pytestmark = pytest.mark.integration
 
 SENT = 3000
-
-
-def _run(args, env, timeout=60):
-    return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_every_sent_event_is_accounted_for_and_sigterm_checkpoints(engine_env, tmp_path):
@@ -38,19 +30,10 @@ def test_every_sent_event_is_accounted_for_and_sigterm_checkpoints(engine_env, t
         text=True,
     )
     try:
-        produced = _run(
-            [
-                "produce",
-                "--source",
-                "synthetic",
-                "--events",
-                str(SENT),
-                "--malformed",
-                "0.03",
-                "--quiet",
-            ],
-            engine_env,
-        )
+        produced = engine(
+            "produce", "--source", "synthetic", "--events", str(SENT), "--malformed", "0.03", "--quiet",
+            env=engine_env, cwd=REPO,
+        )  # fmt: skip
         assert produced.returncode == 0, produced.stderr
         totals = wait_for(
             lambda: (c := latest(db)) and c.totals.received == SENT and c.totals,
@@ -62,7 +45,7 @@ def test_every_sent_event_is_accounted_for_and_sigterm_checkpoints(engine_env, t
         assert totals.positive > 0 and totals.evaluated == totals.positive
         assert StoreReader(db).rejected_events(limit=1000)[0].reason
 
-        status = _run(["status"], engine_env)
+        status = engine("status", env=engine_env, cwd=REPO)
         assert status.returncode == 0, status.stderr
         report = json.loads(status.stdout)
         assert report["received"] == SENT
@@ -89,12 +72,10 @@ def test_every_sent_event_is_accounted_for_and_sigterm_checkpoints(engine_env, t
 
 def test_restarted_engine_resumes_after_its_checkpoint(engine_env, tmp_path):
     db = tmp_path / "reco.db"
-    assert (
-        _run(
-            ["produce", "--source", "synthetic", "--events", "1000", "--quiet"], engine_env
-        ).returncode
-        == 0
+    first = engine(
+        "produce", "--source", "synthetic", "--events", 1000, "--quiet", env=engine_env, cwd=REPO
     )
+    assert first.returncode == 0
     for expected in (1000, 1500):
         worker = subprocess.Popen(
             [sys.executable, "-m", "engine", "worker"],
@@ -112,28 +93,17 @@ def test_restarted_engine_resumes_after_its_checkpoint(engine_env, tmp_path):
             worker.kill()  # no final checkpoint: the restart must rely on the last periodic one
             worker.wait()
         if expected == 1000:
-            assert (
-                _run(
-                    [
-                        "produce",
-                        "--source",
-                        "synthetic",
-                        "--events",
-                        "500",
-                        "--seed",
-                        "3",
-                        "--quiet",
-                    ],
-                    engine_env,
-                ).returncode
-                == 0
-            )
+            more = engine(
+                "produce", "--source", "synthetic", "--events", 500, "--seed", 3, "--quiet",
+                env=engine_env, cwd=REPO,
+            )  # fmt: skip
+            assert more.returncode == 0
     totals = StoreReader(db).latest_checkpoint().totals
     assert totals.received == 1500  # nothing re-counted after the kill
 
 
 def test_status_without_checkpoint_says_so_in_one_line(tmp_path, engine_env):
-    result = _run(["status", "--db", str(tmp_path / "none.db")], engine_env)
+    result = engine("status", "--db", str(tmp_path / "none.db"), env=engine_env, cwd=REPO)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0
     assert "start the engine" in result.stderr
@@ -149,7 +119,7 @@ def test_status_without_checkpoint_says_so_in_one_line(tmp_path, engine_env):
     ],
 )
 def test_bad_settings_stop_the_worker_with_one_line(engine_env, flag, message):
-    result = _run(["worker", *flag], engine_env, timeout=30)
+    result = engine("worker", *flag, env=engine_env, cwd=REPO, timeout=30)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr

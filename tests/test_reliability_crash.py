@@ -23,6 +23,7 @@ import pytest
 from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.settings import DEFAULT_MODEL, MODELS
 from storage import StoreReader, StoreWriter
+from tests.support.commands import engine
 from tests.support.messages import KnownStream
 from tests.support.paths import PYTHON, REPO
 from tests.support.processors import processor_rankings
@@ -330,14 +331,7 @@ def test_a_corrupt_or_foreign_file_stops_the_worker_and_stays_untouched(
     files_before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
     env = engine_env_with(engine_env, RECO_DB=db)
 
-    result = subprocess.run(
-        [PYTHON, "-m", "engine", "worker"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = engine("worker", env=env, cwd=REPO, timeout=60)
 
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()

@@ -17,7 +17,8 @@ from faust.types.auth import AuthProtocol, SASLMechanism
 from engine.settings import SettingsError, load_settings
 from engine.sources.kafka import broker_credentials, client_options
 from storage import StoreReader, StoreWriter
-from tests.support.paths import PYTHON, REPO
+from tests.support.commands import engine
+from tests.support.paths import REPO
 from tests.support.processors import feed, processor
 
 certifi = pytest.importorskip("certifi", reason="certifi (an aiohttp dependency) gives a CA file")
@@ -134,14 +135,7 @@ def test_inconsistent_security_settings_are_refused_with_the_fix(env, message):
 
 def test_the_worker_refuses_bad_security_settings_in_one_line(engine_env):
     env = dict(engine_env, RECO_BROKER_SECURITY_PROTOCOL="SASL_SSL")
-    result = subprocess.run(
-        [PYTHON, "-m", "engine", "worker"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = engine("worker", env=env, cwd=REPO, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "needs RECO_SASL_USERNAME" in result.stderr
