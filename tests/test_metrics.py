@@ -11,6 +11,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.api import health
 from tests.support.paths import REPO
 from tests.support.stores import latest
 from tests.support.workers import Worker, wait_for
@@ -42,9 +43,13 @@ def test_metrics_during_a_replay_and_status_after_it_agree(engine_env, tmp_path)
     api = f"http://127.0.0.1:{engine_env['RECO_WEB_PORT']}"
     worker = Worker(engine_env, tmp_path / "worker.log").start()
     try:
+        # Ready (partitions assigned) before the replay starts, and the replay
+        # paced to last 6 s: a scrape in its middle cannot miss it, however
+        # loaded the machine.
+        wait_for(lambda: health(api) == (200, []), 90, "a ready worker")
         produce = [sys.executable, "-m", "engine", "produce", "--source", "synthetic"]
         producer = subprocess.Popen(
-            [*produce, "--events", str(EVENTS), "--rate", "1500", "--malformed", "0.05", "--quiet"],
+            [*produce, "--events", str(EVENTS), "--rate", "500", "--malformed", "0.05", "--quiet"],
             env=engine_env,
             stderr=subprocess.DEVNULL,
         )
