@@ -66,7 +66,7 @@ class HealthView(web.View):
                 {"ok": False, "reasons": ["the engine is starting"], "error": "starting"},
                 status=503,
             )
-        health = runtime.health(assigned_partitions(self.app))
+        health = runtime.health(self.app.owned_partitions())
         return self.json(
             {**health, **self.app.handler_stats.as_dict(), "event_loop": event_loop_name()},
             status=200 if health["ok"] else 503,
@@ -87,15 +87,6 @@ class MetricsView(web.View):
         headers = {"Content-Type": CONTENT_TYPE_LATEST}
         body = generate_latest(self.app.worker_metrics.registry)
         return aiohttp_web.Response(body=body, headers=headers)
-
-
-def assigned_partitions(app: EngineApp) -> list[int]:
-    """The events topic's partitions assigned to this worker now, in order."""
-    try:
-        assignment = app.consumer.assignment()
-    except Exception:  # no consumer yet, or between assignments
-        return []
-    return sorted(tp.partition for tp in assignment if tp.topic == app.settings.topic)
 
 
 def event_loop_name() -> str:
@@ -234,7 +225,7 @@ def register_api(app: EngineApp) -> None:
     app.handler_stats = stats = HandlerStats(LoopShare(app.settings.api_max_share))
     app.worker_metrics = metrics = WorkerMetrics(
         runtime=lambda: app.runtime,
-        partitions=lambda: assigned_partitions(app),
+        partitions=app.owned_partitions,
         lag=lambda: app.owned_lag() or {},
         api=lambda: {"handled": stats.handled, "refused": stats.loop_share.refused},
     )

@@ -23,7 +23,7 @@ from engine import logs
 from engine.settings import Settings, SettingsError, ensure_datadir, load_settings
 from engine.sources.broker import is_reachable
 from engine.sources.kafka import broker_credentials, client_options, declare_topic
-from engine.worker.consumer import BatchingApp, BatchingConsumer, lag_by_partition
+from engine.worker.consumer import BatchingApp, BatchingConsumer, assigned, lag_by_partition
 from engine.worker.runtime import EngineRuntime, check_model
 from engine.worker.throttle import throttle_library_logs
 from storage import StoreError
@@ -159,6 +159,14 @@ class EngineApp(BatchingApp):
                     time.monotonic() - started,
                 )
                 return
+
+    def owned_partitions(self) -> list[int]:
+        """The events topic's partitions assigned to this worker now, in order."""
+        try:
+            consumer = self.consumer
+        except Exception:  # not made yet
+            return []
+        return [tp.partition for tp in assigned(consumer, self.settings.topic) or []]
 
     def owned_lag(self) -> dict[int, int] | None:
         """Per partition this worker owns, messages still to process; None while unknown."""

@@ -154,18 +154,24 @@ class BatchingApp(faust.App):
         )
 
 
+def assigned(consumer, topic: str) -> list | None:
+    """The partitions (TPs) of ``topic`` assigned to ``consumer``, in order; None between assignments."""
+    try:
+        assignment = consumer.assignment()
+    except Exception:  # no consumer yet, or between assignments
+        return None
+    return sorted((tp for tp in assignment if tp.topic == topic), key=lambda tp: tp.partition)
+
+
 def lag_by_partition(consumer, offsets: dict[int, int], topic: str) -> dict[int, int] | None:
     """Per partition of ``topic`` assigned to ``consumer``, messages between the next offset to
     process (``offsets``) and the broker's end; None while the broker has not said some end.
     """
-    try:
-        assignment = consumer.assignment()
-    except Exception:  # between assignments
+    partitions = assigned(consumer, topic)
+    if partitions is None:
         return None
     lag = {}
-    for tp in assignment:
-        if tp.topic != topic:
-            continue
+    for tp in partitions:
         highwater = consumer.highwater(tp)
         if highwater is None:
             return None

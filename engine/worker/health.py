@@ -8,7 +8,6 @@ its liveness probe reads /health/live, which only says the process answers.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 
@@ -36,8 +35,3 @@ def not_ready_reasons(
 
 def _iso(unix_s: float) -> str:
     return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def seconds_since(unix_s: float | None, now: float | None = None) -> float | None:
-    """Seconds from ``unix_s`` to now; None for None."""
-    return None if unix_s is None else (time.time() if now is None else now) - unix_s
