@@ -92,6 +92,21 @@ class Totals:
 
 
 @dataclass
+class PartitionState:
+    """One partition of the events topic as a checkpoint saw it: where it is, and its counts.
+
+    A partition's counters move with it from worker to worker (through the
+    changelog topic), so the deployment's totals are, per partition, the
+    state with the highest ``offset`` in any store, summed over partitions.
+    """
+
+    partition: int
+    offset: int  # next offset of the events topic to process
+    totals: Totals  # the partition's events, whoever processed them
+    lag: int | None = None  # messages behind the broker's end at the checkpoint, where known
+
+
+@dataclass
 class IntervalMetrics(Totals):
     """What happened between two checkpoints; counts are for the interval only."""
 
@@ -162,6 +177,10 @@ class CheckpointWrite:
     rng_state: dict | None = None  # the engine's random draws, to continue them on restore
     online: list[OnlineCounts] = field(default_factory=list)  # one per A/B variant served
     touched_items: np.ndarray | None = None  # (m,) int64 item indices, sorted; None: all
+    # The partitions this worker owned at the checkpoint (a deployment's workers
+    # split them), and who the worker is ("host:port" of its API).
+    partitions: list[PartitionState] = field(default_factory=list)
+    worker: str | None = None
 
 
 @dataclass(frozen=True)
