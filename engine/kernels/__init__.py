@@ -26,6 +26,7 @@ from engine.kernels.ranking import count_rank, known_above, top_n
 from engine.kernels.session import (
     learn_session,
     session_observe,
+    session_apply,
     session_rank,
     session_run,
 )
@@ -96,6 +97,7 @@ __all__ = [
     "log1p",
     "log1p_count",
     "popularity_add",
+    "session_apply",
     "session_observe",
     "session_rank",
     "session_run",

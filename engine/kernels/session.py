@@ -298,6 +298,7 @@ def session_run(
     log_times,
     log_seqs,
     log_added,
+    shared,
 ):  # pragma: no cover - compiled
     """Test-then-learn the positive events ``first`` .. end of a run, in order, in one call.
 
@@ -313,6 +314,11 @@ def session_run(
     of ``a`` active items. Returns the index of the
     first event not learned: the end, or an event whose user's history
     needs more pool than is left (the caller grows it and goes on from there).
+
+    ``shared[e]`` gets what event ``e`` added to the item statistics, for
+    the other workers of a deployment (session_apply()): the user's stage,
+    how many of their newest items it paired the item with, and those items,
+    newest first.
     """
     for e in range(first, users.shape[0]):
         user, item = users[e], items[e]
@@ -328,6 +334,7 @@ def session_run(
         n_newest = min(newest_items, n_known - in_known)
         active = active_of[min(1 + n_newest, row_items)]
         a = user_active[user]
+        learn_stage = np.searchsorted(stage_edges, n_known, side="right")
         greater, ties, candidates, known_greater, known_ties = session_observe(
             evaluate[e],
             n_items[e],
@@ -338,7 +345,7 @@ def session_run(
             scratch,
             popular_counts,
             item,
-            np.searchsorted(stage_edges, n_known, side="right"),
+            learn_stage,
             known,
             n_newest,
             newest,
@@ -358,6 +365,11 @@ def session_run(
             likes,
             likes_state,
         )
+        paired = min(window, n_newest)
+        shared[e, 0] = learn_stage
+        shared[e, 1] = paired
+        for t in range(paired):
+            shared[e, 2 + t] = newest[t]
         if evaluate[e]:
             count = int(popular_counts[item])
             results[e, 0] = greater
@@ -389,6 +401,73 @@ def session_run(
         user_stage[user] = np.searchsorted(stage_edges, n_known + 1 - in_known, side="right")
         user_active[user] = active
     return users.shape[0]
+
+
+@njit(**COMPILE)
+def session_apply(
+    items,
+    shared,
+    window,
+    stage_weight,
+    table,
+    counts,
+    stage_counts,
+    log_stages,
+    base,
+    neighbour_ids,
+    neighbour_counts,
+    filled,
+    touched,
+    large,
+    likes,
+    likes_state,
+    paired_items,
+    newest,
+    no_row,
+    popular_counts,
+    popular_at,
+    popular_above,
+    popular_state,
+):  # pragma: no cover - compiled
+    """Add other workers' events to the item statistics, as learn_session() added them there.
+
+    Event ``e`` liked ``items[e]``; ``shared[e]`` is session_run()'s record
+    of it (stage, number of paired items, the paired items newest first, as
+    this worker's indices). The same counts, stage counts, co-occurrences
+    and latest likes change as on the worker that owns the user, and the
+    baseline counts the item; no user row changes (``no_row`` is empty).
+    ``paired_items`` and ``newest`` are scratch of ``window`` int64 each.
+    """
+    for e in range(items.shape[0]):
+        item = items[e]
+        paired = shared[e, 1]
+        # learn_session() takes the newest items from the end of an oldest-first list.
+        for t in range(paired):
+            paired_items[paired - 1 - t] = shared[e, 2 + t]
+        learn_session(
+            item,
+            shared[e, 0],
+            paired_items[:paired],
+            paired,
+            newest,
+            window,
+            stage_weight,
+            table,
+            counts,
+            stage_counts,
+            log_stages,
+            base,
+            neighbour_ids,
+            neighbour_counts,
+            filled,
+            touched,
+            large,
+            no_row,
+            0,
+            likes,
+            likes_state,
+        )
+        popularity_add(item, popular_counts, popular_at, popular_above, popular_state)
 
 
 @njit(**COMPILE)

@@ -83,6 +83,28 @@ class UserHistory:
             self.grow_pool()
         history_add(user, item, time, seq, *self.kernel_arrays())
 
+    def replace(self, user: int, items: list[int], time: float = 0.0, seq: int = 0) -> None:
+        """Make ``items`` (oldest first) ``user``'s whole history, logging what leaves and comes.
+
+        A user whose partition moved to this worker takes the history its
+        last owner checkpointed; ``time`` and ``seq`` stand for the events'
+        own, which the handover does not carry.
+        """
+        self.reserve(user + 1, len(items) + int(self.lengths[user]))
+        start = self.starts[user]
+        old = self.pool[start : start + self.lengths[user]].tolist()
+        entry = int(self.state[1])
+        for item in old:  # logged as evictions: the store drops these rows
+            self.log_users[entry], self.log_items[entry], self.log_added[entry] = user, item, 0
+            entry += 1
+        self.state[1] = entry
+        self.lengths[user] = 0
+        for item in items[-self.limit :]:
+            self.add(user, item, time, seq)
+        if not items and not self.touched[user]:
+            self.touched[user] = 1
+            self.state[2] += 1
+
     def kernel_arrays(self) -> tuple:
         """The arguments history_add() takes after (user, item, time, seq), in its order."""
         return (

@@ -51,7 +51,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from engine.kernels import session_observe, session_rank, session_run
+from engine.kernels import session_apply, session_observe, session_rank, session_run
 from engine.models.base import DenseIndices, check_dense
 from engine.models.baseline import PopularityCounts
 from engine.models.growable import GrowableRows
@@ -298,6 +298,7 @@ class HybridRecommender(DenseIndices, HybridRows):
         seqs: np.ndarray,
         history: UserHistory,
         popularity: PopularityCounts,
+        shared: np.ndarray | None = None,
     ) -> np.ndarray:
         """Test-then-learn a run of positive events in one compiled call, in order.
 
@@ -309,8 +310,13 @@ class HybridRecommender(DenseIndices, HybridRows):
         were when event ``e`` was registered. Returns (len(users), 5) int64:
         per evaluated event rank_counts() with the baseline's greater
         and ties (already corrected for the user's known items).
+        ``shared`` ((len(users), shared_width) int64), where given, gets each
+        event's increment of the item statistics, for apply_shared() on the
+        other workers of a deployment.
         """
         results = np.zeros((len(users), 5), dtype=np.int64)
+        if shared is None:
+            shared = np.zeros((len(users), self.shared_width), dtype=np.int64)
         history.reserve(self.n_user, len(users))
         popularity.reserve(len(users))
         done = 0
@@ -346,10 +352,59 @@ class HybridRecommender(DenseIndices, HybridRows):
                 popularity.above,
                 popularity.state,
                 *history.kernel_arrays(),
+                shared,
             )
             if done == len(users):
                 return results
             history.grow_pool()
+
+    @property
+    def shared_width(self) -> int:
+        """Columns of an event's increment: stage, paired items, up to ``window`` of them."""
+        return 2 + self.window
+
+    def apply_shared(
+        self, items: np.ndarray, shared: np.ndarray, popularity: PopularityCounts
+    ) -> None:
+        """Add other workers' events (observe_run()'s ``shared`` rows) to the item statistics.
+
+        Counts and stage counts add exactly; co-occurrences go through the
+        same Space-Saving rows (a count is over by at most the row's total
+        over ``neighbours``, as for this worker's own events); the items join
+        the latest likes in the order they arrive. The baseline counts them too.
+        """
+        popularity.reserve(len(items))
+        scratch = np.zeros(max(self.window, 1), dtype=np.int64)
+        session_apply(
+            np.asarray(items, dtype=np.int64),
+            np.asarray(shared, dtype=np.int64),
+            self.window,
+            self._stage_weight,
+            self._log1p,
+            *self._item_buffers,
+            self._likes,
+            self._likes_state,
+            scratch,
+            scratch.copy(),
+            _NO_ROW,
+            popularity.counts,
+            popularity.at,
+            popularity.above,
+            popularity.state,
+        )
+
+    def adopt_user(self, u: int, items: np.ndarray) -> None:
+        """Set user ``u``'s row from their history (item indices, oldest first).
+
+        The row learn_one() leaves after the last of them: the stage of as
+        many items, and the newest items that carry weight, newest first. A
+        user whose partition moved to this worker continues from it.
+        """
+        n = len(items)
+        active = int(self._active_of[min(n, self._row_items)]) if n else 0
+        self._stage.flat[u] = stage_of(n) if n else 0
+        self._n_active.flat[u] = active
+        self._recent.buffer[u, :active] = np.asarray(items)[::-1][:active]
 
     def _newest_known(self, known: dict) -> np.ndarray:
         """The items learn_one() learns from: the newest of ``known``, as int64."""
@@ -406,3 +461,4 @@ class HybridRecommender(DenseIndices, HybridRows):
 
 STAGE_EDGES_ARRAY = np.array(STAGE_EDGES, dtype=np.int64)  # stage_of() in compiled runs
 _NO_COUNTS = np.zeros(0, dtype=np.float32)  # learn_one() ranks nothing against the baseline
+_NO_ROW = np.zeros(0, dtype=np.int32)  # apply_shared() writes no user's row

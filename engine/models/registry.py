@@ -176,6 +176,36 @@ class Recommender:
         self._touched_items.add(item)
         self._model.learn_one(user, item)
 
+    @property
+    def shared_width(self) -> int:
+        """Columns of one event's increment of the item statistics (see apply_shared)."""
+        return getattr(self._model, "shared_width", 2)
+
+    def apply_shared(self, items: np.ndarray, shared: np.ndarray, popularity) -> None:
+        """Add other workers' positive events to the item statistics, and to ``popularity``.
+
+        A deployment's workers share what the hybrid and popular models count
+        per item; the factor models (mf, bprmf, fm, sketch) and userknn keep
+        their own item state per worker, so only the baseline counts these.
+        """
+        apply = getattr(self._model, "apply_shared", None)
+        if apply is not None:
+            apply(items, shared, popularity)  # the baseline's counts included
+            return
+        learns_counts = self.model == "popular"
+        for item in np.asarray(items, dtype=np.int64).tolist():
+            popularity.add(item)
+            if learns_counts:
+                self._touched_items.add(item)
+                self._model.learn_one(0, item)  # counts per item only; no user's row
+
+    def adopt_user(self, user: int, items: np.ndarray) -> None:
+        """Set ``user``'s row from their history (item indices, oldest first), where the model
+        derives it from the history (the hybrid); other models keep the row they have."""
+        adopt = getattr(self._model, "adopt_user", None)
+        if adopt is not None:
+            adopt(user, items)
+
     def learn_again(self, user: int, item: int) -> None:
         """Learn an event seen before once more, as a batch-training epoch."""
         self._touched_items.add(item)

@@ -18,6 +18,7 @@ from engine.models.baseline import PopularityCounts
 from engine.models.features import FeatureTable
 from engine.models.history import UserHistory
 from engine.models.registry import DEFAULT_MODEL, Recommender
+from engine.processing.partitions import PartitionShare
 from engine.processing.snapshot import CheckpointCapture
 from engine.sources.events import Interaction, InvalidEvent, parse_event, preview
 from storage import (
@@ -75,7 +76,7 @@ class Timings:
     evaluations: int = 0
 
 
-class StreamProcessor(CheckpointCapture):
+class StreamProcessor(CheckpointCapture, PartitionShare):
     """Turns messages into model updates, prequential metrics and checkpoints."""
 
     def __init__(self, config: ProcessorConfig, features: FeatureTable | None = None):
@@ -87,6 +88,7 @@ class StreamProcessor(CheckpointCapture):
         self.totals = Totals()
         self.rejected_by_reason: dict[str, int] = {}  # storage.reason_kind -> count, since start
         self.offsets: dict[int, int] = {}
+        self._init_partitions()
         self._rng = Draws(config.seed + 1)
         self.timings = Timings()
         self._reset_interval(time.time())
@@ -137,8 +139,13 @@ class StreamProcessor(CheckpointCapture):
         max_bytes, encoding, min_rating = self._max_message_bytes, self._encoding, self._min_rating
         queue = self._queue
         accepted = []
+        current, counts, replay_below = None, None, 0
         for raw, partition, offset in messages:
+            if partition != current:
+                # The queue holds one partition's events (their counts and increments are its).
+                current, counts, replay_below = partition, *self._enter_partition(partition)
             totals.received += 1
+            counts.received += 1
             offsets[partition] = offset + 1
             try:
                 event = parse_event(raw, max_bytes, encoding)
@@ -146,11 +153,15 @@ class StreamProcessor(CheckpointCapture):
                 self._reject(str(exc), raw, partition, offset)
                 continue
             totals.accepted += 1
+            counts.accepted += 1
             positive = event.rating >= min_rating
             if positive:
-                queue(event, None)
+                if offset < replay_below:
+                    self._learn_user_side(event)
+                else:
+                    queue(event, None, offset)
             accepted.append((event, positive))
-        self._learn_queued()
+        self._leave_partition()
         for listener in self._listeners:
             for event, positive in accepted:
                 listener(event, positive)
@@ -180,7 +191,7 @@ class StreamProcessor(CheckpointCapture):
         """Test-then-learn one positive event: rank it (if ``evaluate``), then learn it."""
         self.observe_all((event,), evaluate)
 
-    def _queue(self, event: Interaction, evaluate: bool | None) -> None:
+    def _queue(self, event: Interaction, evaluate: bool | None, offset: int = -1) -> None:
         """Register a positive event's ids and queue it for _learn_queued(), in order.
 
         ``evaluate`` None: an ``eval_fraction`` share of events, chosen by
@@ -189,6 +200,7 @@ class StreamProcessor(CheckpointCapture):
         """
         totals = self.totals
         totals.positive += 1
+        self._counts.positive += 1
         seq = totals.positive
         rec = self.recommender
         user = rec.register_user(event.user)
@@ -214,10 +226,11 @@ class StreamProcessor(CheckpointCapture):
             if not self._until_timed_evaluation:
                 self._until_timed_evaluation = TIMED_EVERY
             self._learn_queued()
-            self._observe_timed(user, item, evaluate, event.timestamp, seq)
+            self._observe_timed(user, item, evaluate, event.timestamp, seq, offset)
         else:
             queued = self._queued
             queued.append((user, item, n_items, evaluate, event.timestamp, seq))
+            self._queued_offsets.append(offset)
             if len(queued) >= MAX_QUEUED:
                 self._learn_queued()
 
@@ -227,12 +240,12 @@ class StreamProcessor(CheckpointCapture):
         if not queued:
             return
         self._queued = []
+        offsets, self._queued_offsets = self._queued_offsets, []
         columns = list(zip(*queued, strict=True))
-        results = self.recommender.observe_run(
-            *(np.array(column, dtype) for column, dtype in zip(columns, _RUN_DTYPES, strict=True)),
-            self.history,
-            self.popularity,
-        )
+        arrays = [np.array(column, dtype) for column, dtype in zip(columns, _RUN_DTYPES, strict=True)]
+        shared = self._shared_rows(len(queued))
+        results = self.recommender.observe_run(*arrays, self.history, self.popularity, shared)
+        self._learned(arrays[0], arrays[1], offsets, shared)
         evaluate = columns[3]
         if True in evaluate:
             count = self._count_ranks
@@ -240,7 +253,9 @@ class StreamProcessor(CheckpointCapture):
                 if evaluated:
                     count(*row)
 
-    def _observe_timed(self, user: int, item: int, evaluate: bool, time_: float, seq: int) -> None:
+    def _observe_timed(
+        self, user: int, item: int, evaluate: bool, time_: float, seq: int, offset: int = -1
+    ) -> None:
         timings = self.timings
         if evaluate:
             started = time.perf_counter()
@@ -260,15 +275,18 @@ class StreamProcessor(CheckpointCapture):
             one = self._one_event
             for array, value in zip(one, (user, item, rec.n_items, False, time_, seq), strict=True):
                 array[0] = value
+            shared = self._shared_rows(1)
             started = time.perf_counter()
-            rec.observe_run(*one, self.history, self.popularity)
+            rec.observe_run(*one, self.history, self.popularity, shared)
         else:
+            shared = self._shared_rows(1)
             started = time.perf_counter()
             rec.learn_one(user, item)
             self.popularity.add(item)
             self.history.add(user, item, time_, seq)
         timings.update_s += time.perf_counter() - started
         timings.updates += 1
+        self._learned(np.array([user]), np.array([item]), [offset], shared)
 
     def learn_again(self, event: Interaction) -> None:
         """Learn an already observed positive event once more (an extra training epoch).
@@ -284,13 +302,16 @@ class StreamProcessor(CheckpointCapture):
         """Break the ties of the model's and the baseline's counts and score both ranks."""
         rank = break_ties(greater, ties, self._rng)
         popular_rank = break_ties(popular_greater, popular_ties, self._rng)
-        totals = self.totals
+        totals, counts = self.totals, self._counts
         totals.evaluated += 1
+        counts.evaluated += 1
         self.percentile_sum += percentile_rank(rank, candidates)
         if rank < self._top_n:
             totals.model_hits += 1
+            counts.model_hits += 1
         if popular_rank < self._top_n:
             totals.popular_hits += 1
+            counts.popular_hits += 1
 
     def add_rejection_listener(
         self, listener: Callable[[bytes | None, str, int, int], None]
@@ -304,6 +325,7 @@ class StreamProcessor(CheckpointCapture):
 
     def _reject(self, reason: str, raw: bytes | None, partition: int, offset: int) -> None:
         self.totals.rejected += 1
+        self._counts.rejected += 1
         kind = reason_kind(reason)
         self.rejected_by_reason[kind] = self.rejected_by_reason.get(kind, 0) + 1
         for listener in self._rejection_listeners:
