@@ -181,6 +181,10 @@ class CheckpointWrite:
     # split them), and who the worker is ("host:port" of its API).
     partitions: list[PartitionState] = field(default_factory=list)
     worker: str | None = None
+    # Where the worker is in the deployment's shared item statistics:
+    # {"read": {partition: next offset of <topic>.items}, "applied": {partition:
+    # events offset below which every positive event is counted}}; None alone.
+    shared: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,9 @@ class Checkpoint:
     # Rejected messages since the store was created, by reason_kind(); empty in
     # stores written before migration 0012, which counted only the total.
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    shared: dict | None = None  # CheckpointWrite.shared; None in stores of a worker alone
+    partitions: list[PartitionState] = field(default_factory=list)  # CheckpointWrite's
+    worker: str | None = None
 
     @property
     def stalled(self) -> bool:

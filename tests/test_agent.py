@@ -76,7 +76,7 @@ def test_a_stop_during_a_checkpoints_broker_probe_loses_nothing(tmp_path, monkey
     async def drive():
         timer = asyncio.ensure_future(runtime.checkpoint())
         await probing.wait()
-        runtime.final_checkpoint()  # what the worker's on_stop does: write, then close
+        await runtime.final_checkpoint(timeout=1.0)  # what the worker's on_stop does
         release.set()
         await timer  # and the timer's checkpoint then ends without a write or an error
 

@@ -127,6 +127,14 @@ class CheckpointCapture:
         self.totals = Totals(**vars(checkpoint.totals))
         self.rejected_by_reason = dict(checkpoint.rejected_by_reason)
         self.offsets = dict(checkpoint.offsets)
+        self.partition_totals = {
+            state.partition: Totals(**vars(state.totals)) for state in checkpoint.partitions
+        }
+        if not self.partition_totals and self.offsets:
+            # A store from before partitions were counted: its first partition takes them all.
+            self.partition_totals[min(self.offsets)] = Totals(**vars(self.totals))
+        shared = checkpoint.shared or {}
+        self.applied = {int(p): offset for p, offset in shared.get("applied", {}).items()}
         self._users_at_checkpoint, self._items_at_checkpoint = (
             len(state.user_ids),
             len(state.item_ids),

@@ -67,18 +67,22 @@ async def declare_topic(
     partitions: int,
     options: dict[str, Any] | None = None,
     replication: int = 1,
+    config: dict[str, str] | None = None,
 ) -> None:
     """Create ``topic`` with ``partitions`` and ``replication`` copies unless it exists.
 
     Left to itself the broker would create it with its own defaults (4
     partitions on the embedded one). ``options`` are aiokafka client arguments
     (see client_options); by default a plaintext connection to ``broker_url``.
+    ``config`` holds topic settings (e.g. ``cleanup.policy``).
     """
     options = options or {"bootstrap_servers": bootstrap_servers(broker_url)}
     admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
-        result = await admin.create_topics([NewTopic(topic, partitions, replication)])
+        result = await admin.create_topics(
+            [NewTopic(topic, partitions, replication, topic_configs=config or {})]
+        )
         for _, code, *_ in getattr(result, "topic_errors", []) or getattr(result, "topics", []):
             if code not in (0, TopicAlreadyExistsError.errno):
                 log.warning("declaring %s: broker error code %s", topic, code)
@@ -86,3 +90,17 @@ async def declare_topic(
         pass
     finally:
         await admin.close()
+
+
+async def partition_count(topic: str, options: dict[str, Any]) -> int | None:
+    """How many partitions ``topic`` has, as the broker says; None if it does not know the topic."""
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry.get("topic") == topic and not entry.get("error_code"):
+            return len(entry.get("partitions") or []) or None
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from engine.worker.app import EngineApp
 
 # Messages processed in one run at most: a run holds the event loop, and the
@@ -38,5 +40,18 @@ def register_agents(app: EngineApp) -> None:
 
     @app.timer(interval=app.settings.checkpoint_interval, name="write_checkpoint")
     async def write_checkpoint():
-        lag = app.owned_lag()
-        await app.runtime.checkpoint(lag=None if lag is None else sum(lag.values()))
+        await app.runtime.checkpoint(lag=app.owned_lag())
+
+    @app.task
+    async def share_items():
+        """Add the other workers' increments of the item statistics (engine.worker.sharing)."""
+        runtime = app.runtime
+        while runtime.sharing is None:
+            await asyncio.sleep(0.1)
+        await runtime.sharing.run()
+
+    @app.on_partitions_revoked.connect
+    async def hand_over(sender, revoked, **_):
+        """Before a rebalance hands partitions on: a checkpoint, so the next owner starts from now."""
+        if app.runtime is not None and app.runtime.sharing is not None:
+            await app.runtime.checkpoint(lag=app.owned_lag())

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BROKER_RETRY_S = 2.0  # seconds between attempts to reach a broker that is not up yet
 DEAD_LETTER_FLUSH_S = 5.0  # seconds a stopping worker waits for the dead-letter topic, at most
+HANDOVER_S = 10.0  # seconds a stopping worker waits for Kafka to take its handover, at most
 
 
 class CheckpointSeekingConsumer(BatchingConsumer):
@@ -59,6 +60,8 @@ class CheckpointSeekingConsumer(BatchingConsumer):
                 "could not ask the broker for its offsets (%r); using the checkpoint's", exc
             )
             earliest, ends = {}, {}
+        # Partitions new to this worker continue from their handover (engine.worker.sharing).
+        await runtime.take_partitions([tp.partition for tp in ours])
         resume = runtime.resume_offsets()
         for tp in ours:
             if tp in earliest and tp in ends:
@@ -106,6 +109,8 @@ class EngineApp(BatchingApp):
                 raise SystemExit(2) from None
         await self._wait_for_broker()
         await self._declare_events_topic()
+        if not self.should_stop:
+            await self.runtime.share()
 
     async def _declare_events_topic(self) -> None:
         """Create the events topic with RECO_PARTITIONS and RECO_REPLICATION unless it exists.
@@ -189,7 +194,7 @@ class EngineApp(BatchingApp):
             return
         if runtime.dead_letters is not None:
             await runtime.dead_letters.flush(timeout=DEAD_LETTER_FLUSH_S)
-        runtime.final_checkpoint()
+        await runtime.final_checkpoint(timeout=HANDOVER_S)
         if not is_reachable(self.settings.broker):
             # With its broker gone, aiokafka's consumer takes a minute to close
             # and logs tracebacks meanwhile; everything is saved, so leave now.

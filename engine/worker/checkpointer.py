@@ -58,6 +58,10 @@ class Checkpointer:
         """Write a checkpoint and wait for it (used at shutdown)."""
         return self._executor.submit(self._write, checkpoint).result()
 
+    def submit(self, checkpoint: CheckpointWrite) -> asyncio.Future:
+        """Queue a checkpoint's write now, in order; the future gives its id."""
+        return asyncio.wrap_future(self._executor.submit(self._write, checkpoint))
+
     async def write(self, checkpoint: CheckpointWrite) -> int:
         """Write a checkpoint (and any that failed before it); returns its id."""
         return await asyncio.get_running_loop().run_in_executor(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from engine.worker.clicks import ClickLog
 from engine.worker.dead_letters import DeadLetters
 from engine.worker.health import not_ready_reasons
 from engine.worker.live import LiveService
+from engine.worker.sharing import Sharing
 from storage import CheckpointWrite, IntervalMetrics
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,12 @@ class EngineRuntime:
         self.last_interval: IntervalMetrics | None = None  # of the last checkpoint written
         # Called with (seconds, written) after each checkpoint attempt (engine.worker.metrics).
         self.checkpoint_listeners: list[Callable[[float, bool], None]] = []
+        # The deployment's topics (engine.worker.sharing), once the broker is there.
+        self.sharing: Sharing | None = None
+        self.worker = f"{socket.gethostname()}:{settings.web_port}"
+        self._shared_read: dict[int, int] = {}  # the store's positions in <topic>.items
+        self._assigned: set[int] = set()  # partitions of the last assignment
+        self._checkpointing = asyncio.Lock()  # one checkpoint at a time, sent in order
         latest = self.checkpointer.open()
         if latest is None:
             log.info(
@@ -132,6 +140,9 @@ class EngineRuntime:
             self.processor.restore(checkpoint, state)
             if checkpoint.topic != settings.topic:
                 self.processor.offsets = {}
+                self.processor.partition_totals = {}
+            elif checkpoint.shared:
+                self._shared_read = {int(p): o for p, o in checkpoint.shared["read"].items()}
             log.info(
                 "resuming from checkpoint %d of %s: %d events, %d users, %d items, offsets %s",
                 checkpoint.id,
@@ -159,6 +170,51 @@ class EngineRuntime:
             self.processor.add_rejection_listener(self.dead_letters.put)
         names, self._names_cursor = self.checkpointer.item_names_now()
         self.live.add_names(names)
+
+    async def share(self) -> None:
+        """Connect to the deployment's topics: send increments and handovers, add the others'."""
+        sharing = Sharing(self.settings, self.processor, self.worker)
+        sharing.read = dict(self._shared_read)
+        await sharing.start()
+        self.processor.publishing = True
+        self.sharing = sharing
+
+    async def take_partitions(self, assigned: list[int]) -> None:
+        """Own ``assigned`` from now on: let the others go, continue new ones from their handover.
+
+        A partition new to this worker continues from the changelog when
+        that is further than this store (another worker had it meanwhile),
+        once the increments its handover relies on are added.
+        """
+        processor = self.processor
+        self.process_held()
+        for partition in list(processor.offsets):
+            if partition not in assigned:
+                processor.release_partition(partition)
+        new = [p for p in assigned if p not in self._assigned]
+        self._assigned = set(assigned)
+        sharing = self.sharing
+        if sharing is None:
+            return
+        for partition in new:
+            if not await sharing.caught_up(partition):
+                log.warning(
+                    "partition %d: the other workers' increments are still arriving; continuing",
+                    partition,
+                )
+            handover = await sharing.read_handover(partition)
+            if handover.offset is None or handover.offset <= processor.offsets.get(partition, -1):
+                continue
+            processor.adopt_partition(
+                partition, handover.offset, handover.totals, handover.user_list()
+            )
+            log.info(
+                "partition %d: continuing from %s's handover at offset %d (%d users)",
+                partition,
+                handover.worker,
+                handover.offset,
+                len(handover.users),
+            )
 
     def health(self, partitions: list[int]) -> dict:
         """The worker's state for GET /health, given the partitions assigned to it.
@@ -283,8 +339,11 @@ class EngineRuntime:
             return earliest
         return stored
 
-    async def checkpoint(self, lag: int | None = None) -> None:
-        """Write a checkpoint; a failed write is logged and retried with the next one."""
+    async def checkpoint(self, lag: dict[int, int] | None = None) -> None:
+        """Write a checkpoint; a failed write is logged and retried with the next one.
+
+        ``lag``: messages behind the broker's end per owned partition, where known.
+        """
         if self.checkpointer.closed:
             return  # the worker stopped: its final checkpoint holds everything
         started = time.perf_counter()
@@ -294,14 +353,22 @@ class EngineRuntime:
             await self.broker.check()
         else:
             self.broker.record(True)
+        # One checkpoint at a time from the snapshot on, so that Kafka gets
+        # handovers in order (a newer one never lands before an older one).
+        async with self._checkpointing:
+            await self._checkpoint(lag, started)
+
+    async def _checkpoint(self, lag: dict[int, int] | None, started: float) -> None:
         # From the snapshot until its write is queued nothing else runs (no await):
         # a stop that came in between would write the final checkpoint first and
         # then drop this one, with changes the final one does not repeat.
         if self.checkpointer.closed:
             return
-        write = self._snapshot(lag)  # with what arrived during the probe
+        write, outbox = self._snapshot(lag)  # with what arrived during the probe
+        stored = self.checkpointer.submit(write)
+        await self._send(write, outbox)
         try:
-            checkpoint_id = await self.checkpointer.write(write)
+            checkpoint_id = await stored
         except CheckpointFailed:
             raise
         except Exception:
@@ -339,17 +406,58 @@ class EngineRuntime:
         for listener in self.checkpoint_listeners:
             listener(seconds, written)
 
-    def _snapshot(self, lag: int | None = None) -> CheckpointWrite:
-        """The processor's checkpoint (held messages first), the online loop's, the broker's."""
+    def _snapshot(self, lag: dict[int, int] | None = None) -> tuple[CheckpointWrite, tuple | None]:
+        """The processor's checkpoint (held messages first), the online loop's, the broker's,
+        and what goes to the deployment's topics with it (None for a worker not sharing)."""
         self.process_held()
-        write = self.processor.checkpoint(lag=lag)
+        processor = self.processor
+        partitions = processor.partition_states(lag)
+        write = processor.checkpoint(lag=None if lag is None else sum(lag.values()))
+        write.partitions = partitions
+        write.worker = self.worker
+        outbox = None
+        if self.sharing is not None:
+            write.shared = {"read": dict(self.sharing.read), "applied": dict(processor.applied)}
+            outbox = (
+                processor.drain_shared(),
+                processor.changed_users_by_partition(write.touched_users),
+            )
         write.online = self.live.clicks.drain()
         write.broker_connected = self.broker.connected
         write.stalled_since = self.broker.stalled_since
-        return write
+        return write, outbox
 
-    def final_checkpoint(self) -> None:
-        write = self._snapshot()
+    async def _send(self, write: CheckpointWrite, outbox: tuple | None) -> None:
+        """Send a checkpoint's increments and handovers to the deployment's topics."""
+        if outbox is None or self.sharing is None:
+            return
+        shared, users = outbox
+        try:
+            await self.sharing.send(shared, users, write.partitions)
+        except Exception as exc:
+            log.warning("could not send the checkpoint's handover to Kafka (%r); retrying", exc)
+
+    async def final_checkpoint(self, timeout: float) -> None:
+        """The last checkpoint, to the store, then (for at most ``timeout`` s) to Kafka; close."""
+        lock, acquired = self._checkpointing, False
+        try:
+            acquired = await asyncio.wait_for(lock.acquire(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("a checkpoint still waits for Kafka; writing the final one anyway")
+        try:
+            write, outbox = self._snapshot()
+            self._write_final(write)
+            if self.sharing is not None:
+                try:
+                    await asyncio.wait_for(self._send(write, outbox), timeout)
+                except asyncio.TimeoutError:
+                    log.warning("the handover did not reach Kafka in %.0f s", timeout)
+                await self.sharing.stop()
+        finally:
+            if acquired:
+                lock.release()  # a checkpoint waiting for it finds the store closed
+
+    def _write_final(self, write: CheckpointWrite) -> None:
         try:
             checkpoint_id = self.checkpointer.write_now(write)
         except Exception as exc:
