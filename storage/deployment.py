@@ -207,9 +207,8 @@ def read_deployment(paths: Sequence[str | Path]) -> Deployment:
             if known is None or (state.offset, point.time) > (known.offset, known.point.time):
                 best[state.partition] = PartitionView(str(path), point, state.partition in owned)
     if not workers:
-        raise NoCheckpoint(
-            f"no checkpoint in {', '.join(waiting)} yet; start the workers with ./run.sh"
-        )
+        who = "the engine" if len(waiting) == 1 else "the workers"
+        raise NoCheckpoint(f"no checkpoint in {', '.join(waiting)} yet; start {who} with ./run.sh")
     partitions = [best[p] for p in sorted(best)]
     for view in partitions:
         totals = _add(totals, view.totals)
