@@ -145,7 +145,11 @@ def partitions(config: Settings) -> None:
     if not deployment.partitions:
         st.caption("No worker recorded its partitions yet (older stores, or written offline).")
         return
-    st.dataframe(partition_frame(deployment.partitions), hide_index=True)
+    st.dataframe(
+        partition_frame(deployment.partitions),
+        hide_index=True,
+        column_config={"Recall@10": st.column_config.NumberColumn(format="percent")},
+    )
     st.caption(
         "Each partition's newest state in any store: the worker that wrote it (its owner, "
         "unless marked as moved since), the next offset to read, the lag behind the "
