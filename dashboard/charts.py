@@ -167,6 +167,63 @@ def rejected_chart(counts: pd.DataFrame, bucket_s: float) -> alt.Chart:
     )
 
 
+def partition_lag_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Consumer lag per partition over time, one line per partition, whoever owned it.
+
+    ``frame`` is long, as loaders.partition_history gives it: time, partition,
+    lag, worker (one row per partition per checkpoint of any store).
+    """
+    data = _with_time(frame.dropna(subset=["lag"]))
+    data = data.assign(partition=data["partition"].map(lambda p: f"partition {p}"))
+    return (
+        alt.Chart(data, title="Consumer lag per partition")
+        .mark_line(interpolate="step-after", strokeWidth=2, point=alt.OverlayMarkDef(size=18))
+        .encode(
+            x=_time_axis(data),
+            y=alt.Y("lag:Q", title="messages behind", axis=alt.Axis(format=",.0f")),
+            color=alt.Color(
+                "partition:N",
+                title=None,
+                legend=alt.Legend(orient="top", direction="horizontal", labelLimit=320),
+            ),
+            tooltip=[
+                alt.Tooltip("when:T", title="Time", format="%H:%M:%S"),
+                alt.Tooltip("partition:N", title="Partition"),
+                alt.Tooltip("worker:N", title="Worker"),
+                alt.Tooltip("lag:Q", title="Lag", format=",d"),
+            ],
+        )
+        .properties(height=HEIGHT)
+    )
+
+
+def worker_throughput_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Events/s received per worker per checkpoint interval, one line per worker.
+
+    ``frame`` is long: time, received_per_s and worker (its label).
+    """
+    data = _with_time(frame)
+    return (
+        alt.Chart(data, title="Events per second by worker")
+        .mark_line(interpolate="monotone", strokeWidth=2)
+        .encode(
+            x=_time_axis(data),
+            y=alt.Y("received_per_s:Q", title="events/s", axis=alt.Axis(format=",.0f")),
+            color=alt.Color(
+                "worker:N",
+                title=None,
+                legend=alt.Legend(orient="top", direction="horizontal", labelLimit=320),
+            ),
+            tooltip=[
+                alt.Tooltip("when:T", title="Time", format="%H:%M:%S"),
+                alt.Tooltip("worker:N", title="Worker"),
+                alt.Tooltip("received_per_s:Q", title="Events/s", format=",.0f"),
+            ],
+        )
+        .properties(height=HEIGHT)
+    )
+
+
 def _variant_labels(model: str) -> dict[str, str]:
     return {"model": f"Model ({model})", "baseline": BASELINE_LABEL}
 

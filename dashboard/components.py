@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import pandas as pd
@@ -24,12 +24,38 @@ WINDOWS: dict[str, float | None] = {
     "All": None,
 }
 DEFAULT_WINDOW = "15 min"
+STORE_KEY = "picked_store"  # session state: the store chosen for one-store pages
 T = TypeVar("T")
 
 
-def settings() -> Settings:
-    """The dashboard's settings, read from the environment on every run."""
-    return load_settings()
+def settings(pick_store: bool = True) -> Settings:
+    """The dashboard's settings, read from the environment on every run, with its stores.
+
+    When RECO_DB names several stores, a page about one store (``pick_store``)
+    shows a picker and reads the store chosen; the choice is kept across pages.
+    A value that names no store stops the page with one line saying what to fix.
+    """
+    config = load_settings()
+    try:
+        stores = loaders.stores(config.db)
+    except loaders.Unavailable as exc:
+        st.error(str(exc), icon=":material/tune:")
+        st.stop()
+        raise
+    config = replace(config, stores=tuple(stores))
+    if len(stores) > 1 and pick_store:
+        chosen = st.session_state.get(STORE_KEY)
+        index = stores.index(chosen) if chosen in stores else 0
+        picked = st.selectbox(
+            "Store",
+            stores,
+            index=index,
+            help="RECO_DB names several workers' stores; this page shows one of them. "
+            "The Live page shows the whole deployment.",
+        )
+        st.session_state[STORE_KEY] = picked
+        config = replace(config, db=picked)
+    return config
 
 
 def checkpoint_or_stop(config: Settings) -> loaders.Checkpoint:

@@ -21,14 +21,18 @@ from storage import (
     MAX_N,
     MAX_USER_ID_LENGTH,
     Checkpoint,
+    Deployment,
     MetricsPoint,
     NoCheckpoint,
     OnlinePoint,
     Recommendations,
     StoreError,
+    StoreListError,
     StoreMissing,
     StoreReader,
+    read_deployment,
     reason_kind,
+    store_paths,
     validate_user_id,
 )
 
@@ -37,16 +41,20 @@ __all__ = [
     "reason_kind",
     "MAX_USER_ID_LENGTH",
     "Checkpoint",
+    "Deployment",
     "Recommendations",
     "Unavailable",
     "check_user_id",
+    "deployment",
     "history",
     "latest_checkpoint",
     "metrics",
     "online_metrics",
+    "partition_history",
     "recommend",
     "rejected_counts",
     "rejected_events",
+    "stores",
     "user_ids",
 ]
 
@@ -74,6 +82,38 @@ class Unavailable(Exception):
 def latest_checkpoint(path: str) -> Checkpoint:
     """The newest checkpoint of the store at ``path``; raises Unavailable without one."""
     return _friendly(_latest_checkpoint, path)
+
+
+def stores(spec: str) -> list[str]:
+    """The stores RECO_DB names (one path, a comma-separated list or a folder of ``*.db``).
+
+    A folder is read anew on each call, so a worker that joins shows up.
+    Raises Unavailable saying what to fix when the value names none.
+    """
+    try:
+        return [str(path) for path in store_paths(spec)]
+    except StoreListError as exc:
+        raise Unavailable(f"RECO_DB={spec} cannot be read: {exc}.") from None
+
+
+def deployment(paths: tuple[str, ...]) -> Deployment:
+    """The deployment's figures from its stores (storage.deployment says how they add up).
+
+    Raises Unavailable naming a store that is missing or unreadable, or
+    saying that no store has a checkpoint yet.
+    """
+    return _friendly(_deployment, paths)
+
+
+def partition_history(
+    paths: tuple[str, ...], checkpoint_ids: tuple[int, ...], since: float = 0.0
+) -> pd.DataFrame:
+    """Every store's partition rows since ``since`` (Unix seconds), oldest first.
+
+    Columns: time, partition, offset, lag, worker, store. ``checkpoint_ids``
+    (each store's latest) keys the cache, so a new checkpoint reloads it.
+    """
+    return _friendly(_partition_history, paths, checkpoint_ids, since)
 
 
 def metrics(
@@ -167,7 +207,8 @@ def _by_kind(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _friendly(load: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    with _translated(str(args[0])):
+    first = args[0]
+    with _translated(", ".join(first) if isinstance(first, tuple) else str(first)):
         return load(*args, **kwargs)
 
 
@@ -175,7 +216,9 @@ def _friendly(load: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
 def _translated(path: str) -> Iterator[None]:
     try:
         yield
-    except StoreMissing:
+    except StoreMissing as exc:
+        if "," in path:  # one of several stores: the message names it
+            raise Unavailable(f"{str(exc).capitalize()} (or take it out of RECO_DB).") from None
         raise Unavailable(
             f"No store at {path} yet — start the engine with ./run.sh "
             "(or point RECO_DB at an existing store)."
@@ -192,6 +235,24 @@ def _translated(path: str) -> Iterator[None]:
 @st.cache_data(ttl=CHECKPOINT_TTL_S, show_spinner=False)
 def _latest_checkpoint(path: str) -> Checkpoint:
     return StoreReader(path).latest_checkpoint()
+
+
+@st.cache_data(ttl=CHECKPOINT_TTL_S, show_spinner=False)
+def _deployment(paths: tuple[str, ...]) -> Deployment:
+    return read_deployment(paths)
+
+
+@st.cache_data(ttl=DATA_TTL_S, max_entries=16, show_spinner=False)
+def _partition_history(
+    paths: tuple[str, ...], checkpoint_ids: tuple[int, ...], since: float
+) -> pd.DataFrame:
+    columns = ["time", "partition", "offset", "lag", "worker", "store"]
+    rows = [
+        (p.time, p.state.partition, p.state.offset, p.state.lag, p.worker, path)
+        for path in paths
+        for p in StoreReader(path).partition_history(since=since, max_points=MAX_CHART_POINTS)
+    ]
+    return pd.DataFrame(rows, columns=columns).sort_values("time", kind="stable")
 
 
 @st.cache_data(ttl=DATA_TTL_S, max_entries=64, show_spinner=False)

@@ -21,13 +21,16 @@ class Settings:
     overlap of the user panel below which it does.
     """
 
-    db: str = DEFAULT_DB
+    db: str = DEFAULT_DB  # RECO_DB as given: one store, a comma-separated list or a folder
     drift_threshold: float = DEFAULT_DRIFT_THRESHOLD
     overlap_threshold: float = DEFAULT_OVERLAP_THRESHOLD
     refresh_s: float = DEFAULT_REFRESH_S  # how often live panels reload, seconds
     api_url: str = DEFAULT_API_URL  # the engine's live API, asked first by the Recommend page
     api_token: str = field(default="", repr=False)  # its bearer token, if it requires one
     problems: tuple[str, ...] = field(default=(), compare=False)
+    # The stores RECO_DB names, resolved by the page (components.settings); a
+    # page about one store reads ``db``, the one picked among them.
+    stores: tuple[str, ...] = ()
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -181,8 +181,14 @@ def _parser() -> argparse.ArgumentParser:
     _add_quick(model, "at most 2,000 users and 500 items")
     model.set_defaults(run=_bench_model)
 
-    status = commands.add_parser("status", help="print the latest checkpoint as JSON")
-    status.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
+    status = commands.add_parser(
+        "status", help="print the latest checkpoint, or a deployment's figures, as JSON"
+    )
+    status.add_argument(
+        "--db",
+        help="a store, a comma-separated list of stores or a folder of *.db "
+        "(env RECO_DB, default data/reco.db)",
+    )
     status.set_defaults(run=_status)
     return parser
 
@@ -212,13 +218,13 @@ def _add_common(parser: argparse.ArgumentParser, db: bool = True) -> None:
         parser.add_argument("--db", help="store path (env RECO_DB, default data/reco.db)")
 
 
-def _apply_flags(args: argparse.Namespace):
+def _apply_flags(args: argparse.Namespace, several_stores: bool = False):
     """Write given flags into the environment, where engine.settings reads them."""
     for field, env in ENV_FOR_FIELD.items():
         value = getattr(args, field, None)
         if value is not None:
             os.environ[env] = str(value)
-    return load_settings()
+    return load_settings(several_stores=several_stores)
 
 
 def _broker(args) -> int:
@@ -450,49 +456,14 @@ def _bench_model(args) -> int:
 
 
 def _status(args) -> int:
-    settings = _apply_flags(args)  # first: a bad setting stops the command at once
-    from storage import StoreError, StoreReader
+    settings = _apply_flags(args, several_stores=True)  # first: a bad setting stops it at once
+    from engine.status import status
+    from storage import StoreError
 
     try:
-        checkpoint = StoreReader(settings.db).latest_checkpoint()
+        report = status(list(settings.stores or (settings.db,)))
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    totals = checkpoint.totals
-    online = _online_totals(StoreReader(settings.db).online_metrics(max_points=1_000_000))
-    print(
-        json.dumps(
-            {
-                "time": checkpoint.time,
-                "model": checkpoint.model,
-                "received": totals.received,
-                "accepted": totals.accepted,
-                "positive": totals.positive,
-                "rejected": totals.rejected,
-                "rejected_by_reason": checkpoint.rejected_by_reason,
-                "users": checkpoint.users,
-                "items": checkpoint.items,
-                "offsets": {str(p): o for p, o in sorted(checkpoint.offsets.items())},
-                "recall_at_10": checkpoint.recall_at_10,
-                "popular_recall_at_10": checkpoint.popular_recall_at_10,
-                "evaluated": totals.evaluated,
-                "topic": checkpoint.topic,
-                "checkpoint_id": checkpoint.id,
-                "online": online,
-            }
-        )
-    )
+    print(json.dumps(report))
     return 0
-
-
-def _online_totals(points) -> dict:
-    """Impressions, clicks and CTR per A/B variant over the metrics the store keeps."""
-    totals: dict[str, dict] = {}
-    for point in points:
-        variant = totals.setdefault(point.variant, {"impressions": 0, "clicks": 0})
-        variant["impressions"] += point.impressions
-        variant["clicks"] += point.clicks
-    for variant in totals.values():
-        shown = variant["impressions"]
-        variant["ctr"] = variant["clicks"] / shown if shown else None
-    return totals

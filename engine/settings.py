@@ -36,6 +36,9 @@ class Settings:
     partitions: int = 1
     replication: int = 1  # copies of each partition of the topics the engine or producer creates
     db: Path = Path("data/reco.db")
+    # The stores `status` reads when RECO_DB names several (a comma-separated
+    # list or a folder of *.db); empty: just ``db``. A worker writes one store.
+    stores: tuple[Path, ...] = ()
     group: str = "reco-engine"
     model: str = DEFAULT_MODEL
     model_params: dict = field(default_factory=dict)
@@ -123,8 +126,14 @@ _ENV = {
 ENV_FOR_FIELD = {name: env for env, name in _ENV.items()}
 
 
-def load_settings(environ: dict[str, str] | None = None) -> Settings:
-    """Read settings from the environment; raise SettingsError naming the bad one."""
+def load_settings(
+    environ: dict[str, str] | None = None, *, several_stores: bool = False
+) -> Settings:
+    """Read settings from the environment; raise SettingsError naming the bad one.
+
+    ``several_stores`` lets RECO_DB name a deployment's stores (a list or a
+    folder), for the commands that read them; a worker writes exactly one.
+    """
     environ = os.environ if environ is None else environ
     defaults = Settings()
     values = {}
@@ -133,11 +142,31 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if raw is None or raw == "":
             continue
         values[name] = _parse(env, raw, type(getattr(defaults, name)))
+    if "db" in values:
+        values["stores"] = _stores(environ["RECO_DB"], several_stores)
+        values["db"] = values["stores"][0]
     if "datadir" not in values:  # beside the store, so that --db elsewhere leaves no data/ here
         values["datadir"] = values.get("db", defaults.db).parent / "faust"
     settings = Settings(**values)
     validate(settings)
     return settings
+
+
+def _stores(raw: str, several: bool) -> tuple[Path, ...]:
+    """The store or stores RECO_DB names; a list or a folder only where ``several`` allows it."""
+    from storage import StoreListError, store_paths  # the store's rule, shared with the dashboard
+
+    if not several and ("," in raw or Path(raw.strip()).is_dir()):
+        _fail(
+            "RECO_DB",
+            raw,
+            "a worker writes exactly one store; give a file path such as data/reco.db "
+            "(a list or a folder of stores is for status and the dashboard)",
+        )
+    try:
+        return tuple(store_paths(raw))
+    except StoreListError as exc:
+        _fail("RECO_DB", raw, str(exc))
 
 
 def ensure_datadir(settings: Settings) -> Path:

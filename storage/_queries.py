@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 
 import numpy as np
 
@@ -11,7 +12,14 @@ from storage import _histories as history_segments
 from storage import _segments as segments
 from storage._codec import decode_array, decode_rows
 from storage._session_rows import decode_session_rows
-from storage.records import Checkpoint, IntervalMetrics, ModelState, Totals
+from storage.records import (
+    Checkpoint,
+    IntervalMetrics,
+    ModelState,
+    PartitionPoint,
+    PartitionState,
+    Totals,
+)
 
 _CHECKPOINT_COLUMNS_0001 = (
     "id, time, model, params, topic, offsets, users, items, interval_s, received, accepted, "
@@ -23,9 +31,17 @@ _CHECKPOINT_COLUMNS_0001 = (
 # engine of this version has opened yet (a reader cannot migrate it) lacks
 # the later ones, and reads them as NULL: its checkpoints say nothing of them.
 _CHECKPOINT_COLUMN_SETS = (
-    _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state, rejected_by_reason",
-    _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state, NULL",  # < 0012
-    _CHECKPOINT_COLUMNS_0001 + ", NULL, NULL, NULL, NULL",  # < 0002
+    _CHECKPOINT_COLUMNS_0001
+    + ", broker_connected, stalled_since, rng_state, rejected_by_reason, worker",
+    _CHECKPOINT_COLUMNS_0001
+    + ", broker_connected, stalled_since, rng_state, rejected_by_reason, NULL",  # < 0013
+    _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state, NULL, NULL",  # < 0012
+    _CHECKPOINT_COLUMNS_0001 + ", NULL, NULL, NULL, NULL, NULL",  # < 0002
+)
+PARTITIONS = "checkpoint_partitions"
+_PARTITION_COLUMNS = (
+    'p.partition, p."offset", p.received, p.accepted, p.positive, p.rejected, p.evaluated, '
+    "p.model_hits, p.popular_hits, p.lag"
 )
 
 
@@ -39,8 +55,42 @@ def latest_checkpoint(conn: sqlite3.Connection) -> Checkpoint | None:
             if "no such column" not in str(exc) or columns == _CHECKPOINT_COLUMN_SETS[-1]:
                 raise
             continue
-        return _checkpoint_from_row(row) if row else None
+        if not row:
+            return None
+        checkpoint = _checkpoint_from_row(row)
+        if _has_table(conn, PARTITIONS):
+            rows = conn.execute(
+                f"SELECT {_PARTITION_COLUMNS} FROM {PARTITIONS} AS p "  # noqa: S608
+                "WHERE p.checkpoint_id = ? ORDER BY p.partition",
+                [checkpoint.id],
+            ).fetchall()
+            checkpoint = replace(checkpoint, partitions=[_partition_state(r) for r in rows])
+        return checkpoint
     return None
+
+
+def best_partitions(conn: sqlite3.Connection) -> list[PartitionPoint]:
+    """Each partition's most advanced state in this store: highest offset, then newest checkpoint.
+
+    Empty for a store without partition rows (before 0013, or written offline).
+    """
+    if not _has_table(conn, PARTITIONS):
+        return []
+    rows = conn.execute(
+        f"""SELECT c.time, c.id, c.worker, {_PARTITION_COLUMNS}
+            FROM (SELECT DISTINCT partition FROM {PARTITIONS}) AS d
+            JOIN {PARTITIONS} AS p ON p.partition = d.partition AND p.checkpoint_id = (
+                SELECT b.checkpoint_id FROM {PARTITIONS} AS b WHERE b.partition = d.partition
+                ORDER BY b."offset" DESC, b.checkpoint_id DESC LIMIT 1)
+            JOIN checkpoints AS c ON c.id = p.checkpoint_id
+            ORDER BY p.partition"""  # noqa: S608
+    ).fetchall()
+    return [PartitionPoint(r[0], r[1], r[2], _partition_state(r[3:])) for r in rows]
+
+
+def _partition_state(row: tuple) -> PartitionState:
+    partition, offset, *counts, lag = row
+    return PartitionState(partition=partition, offset=offset, totals=Totals(*counts), lag=lag)
 
 
 def _checkpoint_from_row(row: tuple) -> Checkpoint:
@@ -68,7 +118,7 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         panel_overlap,
         *rest,
     ) = row
-    *counts, broker_connected, stalled_since, rng_state, rejected_by_reason = rest
+    *counts, broker_connected, stalled_since, rng_state, rejected_by_reason, worker = rest
     totals = Totals(*counts)
     return Checkpoint(
         id=id_,
@@ -99,6 +149,7 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         stalled_since=stalled_since,
         rng_state=None if rng_state is None else json.loads(rng_state),
         rejected_by_reason=_rejected_by_reason(rejected_by_reason, totals.rejected),
+        worker=worker,
     )
 
 

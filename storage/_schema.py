@@ -330,3 +330,39 @@ def rejected_by_reason(db: Database) -> None:
         ALTER TABLE checkpoints ADD COLUMN rejected_by_reason TEXT;
         """,
     )
+
+
+@migrations(name="0013_checkpoint_partitions")
+def checkpoint_partitions(db: Database) -> None:
+    _run_statements(
+        db,
+        """
+        -- Who wrote the checkpoint: "host:port" of the worker's API; NULL when
+        -- not known (written offline, or before this migration).
+        ALTER TABLE checkpoints ADD COLUMN worker TEXT;
+        -- The partitions of the events topic the worker owned at each
+        -- checkpoint: the next offset to process, the partition's own counts
+        -- (they move with the partition from worker to worker) and its lag
+        -- (NULL where the broker did not say). time is the checkpoint's, for
+        -- pruning with the checkpoints as online_metrics is.
+        CREATE TABLE checkpoint_partitions (
+            checkpoint_id INTEGER NOT NULL,
+            partition INTEGER NOT NULL,
+            time REAL NOT NULL,
+            "offset" INTEGER NOT NULL,
+            received INTEGER NOT NULL,
+            accepted INTEGER NOT NULL,
+            positive INTEGER NOT NULL,
+            rejected INTEGER NOT NULL,
+            evaluated INTEGER NOT NULL,
+            model_hits INTEGER NOT NULL,
+            popular_hits INTEGER NOT NULL,
+            lag INTEGER,
+            PRIMARY KEY (checkpoint_id, partition)
+        ) WITHOUT ROWID;
+        CREATE INDEX checkpoint_partitions_time ON checkpoint_partitions(time);
+        -- A partition's most advanced state is a seek: (partition, offset DESC).
+        CREATE INDEX checkpoint_partitions_offset
+            ON checkpoint_partitions(partition, "offset", checkpoint_id);
+        """,
+    )

@@ -21,3 +21,7 @@ class StoreCorrupt(StoreError):
 
 class StoreLocked(StoreError):
     """Another live process writes this store; a store has one writer at a time."""
+
+
+class StoreListError(StoreError):
+    """RECO_DB / --db names several stores in a way that cannot be read; the message says how."""

@@ -23,10 +23,13 @@ from storage.records import (
     HistoryItem,
     MetricsPoint,
     OnlinePoint,
+    PartitionPoint,
+    PartitionState,
     Recommendations,
     RecommendedItem,
     RejectedCount,
     RejectedEvent,
+    Totals,
 )
 
 MAX_USER_ID_LENGTH = 256
@@ -118,6 +121,57 @@ class StoreReader:
                 params,
             ).fetchall()
         return [OnlinePoint(*row) for row in rows]
+
+    def partitions(self) -> list[PartitionPoint]:
+        """Each partition's most advanced state this store holds, by partition.
+
+        The row with the highest offset (ties: the newest checkpoint) among the
+        checkpoints kept, whether or not the worker still owns the partition.
+        Empty for a store with no partition rows (older, or written offline).
+        """
+        with self._read() as conn:
+            return queries.best_partitions(conn)
+
+    def partition_history(self, since: float = 0.0, max_points: int = 2000) -> list[PartitionPoint]:
+        """Every partition row with ``time >= since`` (Unix seconds), oldest first.
+
+        When more than ``max_points`` checkpoints match, neighbours are merged
+        into equal time buckets as in ``metrics``: a bucket's point holds its
+        last time, highest offset and counts, and its highest lag.
+        """
+        if max_points < 2:
+            raise ValueError(f"max_points must be at least 2, got {max_points}")
+        with self._read() as conn:
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'checkpoint_partitions'"
+            ).fetchone():
+                return []
+            first, last, count = conn.execute(
+                "SELECT MIN(time), MAX(time), COUNT(DISTINCT checkpoint_id) "
+                "FROM checkpoint_partitions WHERE time >= ?",
+                [since],
+            ).fetchone()
+            if not count:
+                return []
+            group, params = _time_buckets(since, first, last, count, max_points, "checkpoint_id")
+            rows = conn.execute(
+                f"""SELECT MAX(time), MAX(checkpoint_id), MAX(worker), partition, MAX("offset"),
+                           MAX(received), MAX(accepted), MAX(positive), MAX(rejected),
+                           MAX(evaluated), MAX(model_hits), MAX(popular_hits), MAX(lag)
+                    FROM (SELECT p.*, c.worker AS worker FROM checkpoint_partitions AS p
+                          JOIN checkpoints AS c ON c.id = p.checkpoint_id WHERE p.time >= ?)
+                    GROUP BY {group}, partition ORDER BY MAX(time), partition""",
+                params,
+            ).fetchall()
+        return [
+            PartitionPoint(
+                time=r[0],
+                checkpoint_id=r[1],
+                worker=r[2],
+                state=PartitionState(r[3], r[4], Totals(*r[5:12]), r[12]),
+            )
+            for r in rows
+        ]
 
     def recommend(self, user: str, n: int = 10) -> Recommendations:
         """Top-``n`` items for ``user`` from the latest checkpoint, seen items excluded.

@@ -106,6 +106,16 @@ class PartitionState:
     lag: int | None = None  # messages behind the broker's end at the checkpoint, where known
 
 
+@dataclass(frozen=True)
+class PartitionPoint:
+    """One partition as one checkpoint of one store saw it: when, by which worker, and its state."""
+
+    time: float  # of the checkpoint, Unix seconds
+    checkpoint_id: int
+    worker: str | None
+    state: PartitionState
+
+
 @dataclass
 class IntervalMetrics(Totals):
     """What happened between two checkpoints; counts are for the interval only."""
@@ -210,7 +220,10 @@ class Checkpoint:
     # stores written before migration 0012, which counted only the total.
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     shared: dict | None = None  # CheckpointWrite.shared; None in stores of a worker alone
-    partitions: list[PartitionState] = field(default_factory=list)  # CheckpointWrite's
+    # The partitions the worker owned at this checkpoint, by partition, and the
+    # worker ("host:port" of its API); empty and None in checkpoints written
+    # before migration 0013 or without a broker.
+    partitions: list[PartitionState] = field(default_factory=list)
     worker: str | None = None
 
     @property

@@ -86,6 +86,22 @@ class StoreWriter:
                     for c in cp.online
                 ],
             )
+            self.db.conn.executemany(
+                'INSERT INTO checkpoint_partitions (checkpoint_id, partition, time, "offset", '
+                "received, accepted, positive, rejected, evaluated, model_hits, popular_hits, lag) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        checkpoint_id,
+                        p.partition,
+                        cp.time,
+                        p.offset,
+                        *asdict(p.totals).values(),
+                        p.lag,
+                    )
+                    for p in cp.partitions
+                ],
+            )
             self._prune(checkpoint_id, cp.time)
         self._trim_wal()
         return checkpoint_id
@@ -113,9 +129,9 @@ class StoreWriter:
             "popular_hits, update_us, evaluate_us, lag, factor_change, panel_overlap, "
             "total_received, total_accepted, total_positive, total_rejected, total_evaluated, "
             "total_model_hits, total_popular_hits, broker_connected, stalled_since, rng_state, "
-            "rejected_by_reason) "
+            "rejected_by_reason, worker) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?, ?, ?, ?)",
+            "?, ?, ?, ?, ?, ?, ?)",
             [
                 cp.time,
                 cp.topic,
@@ -143,6 +159,7 @@ class StoreWriter:
                 cp.stalled_since,
                 None if cp.rng_state is None else json.dumps(cp.rng_state),
                 json.dumps(cp.rejected_by_reason),
+                cp.worker,
             ],
         )
         return cursor.lastrowid
@@ -217,6 +234,13 @@ class StoreWriter:
         )
         self.db.execute(
             "DELETE FROM online_metrics WHERE time < ? AND checkpoint_id <> ?",
+            [now - self.metrics_retention_s, checkpoint_id],
+        )
+        # A partition's rows go with their checkpoints, as online_metrics do; the
+        # latest checkpoint's stay, and a reader takes each partition's most
+        # advanced state among those kept (storage.deployment).
+        self.db.execute(
+            "DELETE FROM checkpoint_partitions WHERE time < ? AND checkpoint_id <> ?",
             [now - self.metrics_retention_s, checkpoint_id],
         )
         self.db.execute(

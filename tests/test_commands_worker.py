@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from engine.sources.broker import free_port
 from tests.support.command_jobs import (
     FAUST_HOST,
     FAUST_TOPIC,
@@ -32,6 +33,7 @@ from tests.support.rating_files import (
     expected_replay,
 )
 from tests.support.readme import covers, status_keys
+from tests.support.stores import write_deployment
 
 # The slow commands (tests/support/command_jobs.py) start with the first test of the
 # test_commands_* modules, whichever runs first.
@@ -176,6 +178,73 @@ def test_status_without_a_store_says_so_in_one_line(tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert "data/reco.db" in one_line(result.stderr)
     assert list(tmp_path.iterdir()) == []  # no store or folder made by asking
+
+
+@covers("status", "--db")
+def test_status_of_several_stores_prints_the_deployment_each_partition_once(tmp_path):
+    facts = write_deployment(tmp_path / "stores")
+    listed = ",".join(str(p.relative_to(tmp_path)) for p in facts.stores)
+    result = engine("status", "--db", listed, env=command_env(), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert set(printed) == status_keys()
+    newest = [state for _, state in facts.newest.values()]
+    assert printed["received"] == sum(s.totals.received for s in newest)
+    assert printed["received"] != sum(own.received for own in facts.own)  # not a plain sum
+    assert printed["evaluated"] == sum(s.totals.evaluated for s in newest)
+    hits = sum(s.totals.model_hits for s in newest)
+    assert printed["recall_at_10"] == pytest.approx(hits / printed["evaluated"])
+    assert printed["offsets"] == {str(s.partition): s.offset for s in newest}
+    assert [w["worker"] for w in printed["workers"]] == facts.workers
+    assert [w["received"] for w in printed["workers"]] == [own.received for own in facts.own]
+    assert [(p["partition"], p["lag"]) for p in printed["partitions"]] == [
+        (s.partition, s.lag) for s in newest
+    ]
+
+
+@covers("status")
+def test_status_reads_every_store_of_a_folder_named_by_reco_db(tmp_path):
+    facts = write_deployment(tmp_path / "stores")
+    listed = ",".join(str(p.relative_to(tmp_path)) for p in facts.stores)
+    by_list = engine("status", env=command_env(RECO_DB=listed), cwd=tmp_path)
+    by_folder = engine("status", env=command_env(RECO_DB="stores"), cwd=tmp_path)
+    assert by_folder.returncode == 0, by_folder.stderr
+    folder, named = json.loads(by_folder.stdout), json.loads(by_list.stdout)
+    assert [w["worker"] for w in folder["workers"]] == facts.workers
+    assert folder["partitions"] == named["partitions"] and folder["received"] == named["received"]
+
+
+@covers("status", "--db")
+def test_status_names_a_missing_store_of_a_list_in_one_line(tmp_path):
+    facts = write_deployment(tmp_path / "stores")
+    listed = f"{facts.stores[0]},{tmp_path / 'stores' / 'gone.db'}"
+    result = engine("status", "--db", listed, env=command_env(), cwd=tmp_path)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "gone.db" in one_line(result.stderr)
+
+
+@covers("status", "--db")
+@pytest.mark.parametrize(
+    ("value", "says"), [("a.db,,b.db", "empty item"), ("empty", "holds no *.db store")]
+)
+def test_status_refuses_a_bad_list_of_stores_in_one_line(tmp_path, value, says):
+    (tmp_path / "empty").mkdir()
+    result = engine("status", "--db", value, env=command_env(), cwd=tmp_path)
+    line = one_line(result.stderr)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "RECO_DB" in line and says in line
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # nothing made
+
+
+@covers("worker", "--db")
+@pytest.mark.parametrize("value", ["stores", "stores/worker-1.db,stores/worker-2.db"])
+def test_a_worker_refuses_several_stores_in_one_line(tmp_path, value):
+    write_deployment(tmp_path / "stores")
+    env = command_env(RECO_WEB_PORT=free_port())
+    result = engine("worker", "--db", value, env=env, cwd=tmp_path, timeout=30)
+    line = one_line(result.stderr)
+    assert result.returncode == 2 and "RECO_DB" in line and "exactly one store" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["stores"]
 
 
 @pytest.mark.integration

@@ -22,7 +22,7 @@ import pytest
 
 from tests.support.dashboard import running_dashboard
 from tests.support.paths import REPO
-from tests.support.stores import append_checkpoint, write_store
+from tests.support.stores import append_checkpoint, write_deployment, write_store
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -199,3 +199,28 @@ def test_without_chromium_the_browser_test_skips_locally_but_fails_in_ci(monkeyp
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium"):
         browser_or_skip()
+
+
+def test_the_deployment_view_in_a_real_browser(tmp_path):
+    """Several stores: the Live page draws the deployment's tiles, tables and charts."""
+    sync_playwright = browser_or_skip()
+    from playwright.sync_api import expect
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    facts = write_deployment(tmp_path / "stores")
+    stores = ",".join(map(str, facts.stores))
+    with running_dashboard(stores, tmp_path / "streamlit.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": WIDTH, "height": 1400})
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
+        page.goto(url)
+        expect(page.get_by_text("Events/s, all workers")).to_be_visible()
+        expect(page.get_by_text("2 workers")).to_be_visible()
+        expect(page.locator('[data-testid="stDataFrame"]')).to_have_count(2)
+        page.get_by_role("radio", name="All", exact=True).click()
+        drawn = page.locator('[data-testid="stVegaLiteChart"]').locator("canvas, svg.marks")
+        expect(drawn).to_have_count(2)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        page.screenshot(path=ARTIFACTS / "deployment.png", full_page=True)
+        browser.close()

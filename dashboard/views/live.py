@@ -7,7 +7,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, components, loaders
+from dashboard import charts, components, deployment, loaders
 from dashboard.status import NO_BROKER, engine_status
 from dashboard.text import ago, count, local_time
 
@@ -25,8 +25,11 @@ def _change(value: int | None, previous: pd.Series | None, column: str) -> str |
     return f"{value - int(previous[column]):+,}"
 
 
-config = components.settings()
+config = components.settings(pick_store=False)
 st.title("Live")
+if len(config.stores) > 1:
+    deployment.show(config)
+    st.stop()
 components.checkpoint_or_stop(config)
 
 
@@ -158,3 +161,31 @@ def throughput() -> None:
 
 
 throughput()
+
+
+@st.fragment(run_every=config.refresh_s)
+def partitions() -> None:
+    checkpoint = components.load(loaders.latest_checkpoint, config.db)
+    if checkpoint is None or not checkpoint.partitions:
+        return  # a store written before partition rows, or offline
+    st.subheader("Partitions", anchor=False)
+    worker = checkpoint.worker or "this worker"
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Partition": p.partition,
+                    "Offset": p.offset,
+                    "Lag": p.lag,
+                    "Received": p.totals.received,
+                    "Positive": p.totals.positive,
+                }
+                for p in checkpoint.partitions
+            ]
+        ),
+        hide_index=True,
+    )
+    st.caption(f"The partitions {worker} owned at its last checkpoint, and each one's counts.")
+
+
+partitions()

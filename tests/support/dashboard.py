@@ -18,8 +18,11 @@ APP = REPO / "dashboard" / "app.py"
 
 
 @contextmanager
-def running_dashboard(db: Path, log: Path, timeout_s: float = 30.0) -> Iterator[str]:
-    """Run ``streamlit run dashboard/app.py`` headless on a free port; yield its URL."""
+def running_dashboard(db: Path | str, log: Path, timeout_s: float = 30.0) -> Iterator[str]:
+    """Run ``streamlit run dashboard/app.py`` headless on a free port; yield its URL.
+
+    ``db`` is RECO_DB: a store, or a deployment's (a comma-separated list or a folder).
+    """
     port = free_port()
     env = {**os.environ, "RECO_DB": str(db), "RECO_DASHBOARD_REFRESH_S": "2"}
     command = [

@@ -17,6 +17,7 @@ from storage import (
     CheckpointWrite,
     IntervalMetrics,
     OnlineCounts,
+    PartitionState,
     RejectedEvent,
     StoreError,
     StoreReader,
@@ -305,3 +306,127 @@ def _title(item: int) -> str:
     first = _WORDS[item % len(_WORDS)]
     second = _WORDS[(item * 7 + 3) % len(_WORDS)]
     return f"{first} {second} ({1960 + item % 60})"
+
+
+@dataclass(frozen=True)
+class WorkerCheckpoint:
+    """One checkpoint of a deployment's worker: when, its own totals, the partitions it owns."""
+
+    time: float
+    own: Totals  # what this worker processed itself, since its store was created
+    partitions: list[PartitionState]
+    interval_received: int = 0  # messages in the interval that ends here
+    interval_s: float = 5.0
+
+
+def partition(number: int, offset: int, received: int, lag: int | None = None) -> PartitionState:
+    """A partition's state whose counts follow from ``received`` (a fixed share of each kind)."""
+    return PartitionState(number, offset, counts(received), lag)
+
+
+def counts(received: int) -> Totals:
+    """Totals with every counter a share of ``received``, so sums of them stay checkable."""
+    positive = received // 2
+    return Totals(
+        received=received,
+        accepted=received - received // 10,
+        positive=positive,
+        rejected=received // 10,
+        evaluated=positive,
+        model_hits=positive // 4,
+        popular_hits=positive // 5,
+    )
+
+
+def write_worker_store(
+    path: Path,
+    worker: str | None,
+    checkpoints: list[WorkerCheckpoint],
+    metrics_retention_s: float = 7 * 86400,
+) -> Path:
+    """A deployment worker's store: checkpoints of a model with no state, with partition rows."""
+    writer = StoreWriter(path, metrics_retention_s=metrics_retention_s)
+    empty = np.empty((0, K), dtype=np.float32)
+    try:
+        for cp in checkpoints:
+            writer.write_checkpoint(
+                CheckpointWrite(
+                    time=cp.time,
+                    topic="flurs-events",
+                    offsets={p.partition: p.offset for p in cp.partitions},
+                    totals=cp.own,
+                    interval=IntervalMetrics(
+                        interval_s=cp.interval_s, received=cp.interval_received
+                    ),
+                    model="hybrid",
+                    params={},
+                    score_rule="dot",
+                    n_users=0,
+                    n_items=0,
+                    new_user_ids=[],
+                    new_item_ids=[],
+                    touched_users=np.empty(0, dtype=np.int64),
+                    touched_user_factors=empty,
+                    item_factors=empty,
+                    item_bias=np.empty(0, dtype=np.float32),
+                    item_counts=np.empty(0, dtype=np.float32),
+                    history_added=[],
+                    history_removed=[],
+                    partitions=cp.partitions,
+                    worker=worker,
+                )
+            )
+    finally:
+        writer.close()
+    return path
+
+
+@dataclass(frozen=True)
+class DeploymentFacts:
+    """Two workers' stores in which partitions 0 and 1 moved from the first to the second."""
+
+    stores: list[Path]
+    workers: list[str]
+    newest: dict[int, tuple[Path, PartitionState]]  # what the deployment counts, per partition
+    own: list[Totals]  # each store's own latest totals, in store order
+    interval_received: list[int]  # each store's latest interval, in store order
+
+
+def write_deployment(folder: Path, now: float | None = None) -> DeploymentFacts:
+    """A deployment whose first worker died a minute ago; the second took over its partitions.
+
+    The second worker resumed partition 0 from a state older than the first
+    worker's last checkpoint of it (its changelog lagged), so it processed
+    some events of partition 0 again: a plain sum of the stores counts them twice.
+    """
+    now = time.time() if now is None else now
+    first, second = folder / "worker-1.db", folder / "worker-2.db"
+    workers = ["127.0.0.1:6067", "127.0.0.1:6068"]
+    folder.mkdir(parents=True, exist_ok=True)
+    dead = [partition(0, 160, 160, lag=40), partition(1, 80, 80, lag=12)]
+    write_worker_store(
+        first,
+        workers[0],
+        [
+            WorkerCheckpoint(now - 65, counts(150), [partition(0, 100, 100), partition(1, 50, 50)]),
+            WorkerCheckpoint(now - 60, counts(240), dead, interval_received=90),
+        ],
+    )
+    resumed_from = 150  # partition 0's state in the changelog, behind the first store's 160
+    taken = [partition(0, 210, 210, lag=5), partition(1, 120, 120, lag=0), partition(2, 70, 70)]
+    own_second = counts(30 + (70 - 30) + (210 - resumed_from) + (120 - 80))
+    write_worker_store(
+        second,
+        workers[1],
+        [
+            WorkerCheckpoint(now - 6, counts(30), [partition(2, 30, 30, lag=3)]),
+            WorkerCheckpoint(now - 1, own_second, taken, interval_received=140),
+        ],
+    )
+    return DeploymentFacts(
+        stores=[first, second],
+        workers=workers,
+        newest={p.partition: (second, p) for p in taken},
+        own=[counts(240), own_second],
+        interval_received=[90, 140],
+    )
