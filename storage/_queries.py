@@ -32,11 +32,12 @@ _CHECKPOINT_COLUMNS_0001 = (
 # the later ones, and reads them as NULL: its checkpoints say nothing of them.
 _CHECKPOINT_COLUMN_SETS = (
     _CHECKPOINT_COLUMNS_0001
-    + ", broker_connected, stalled_since, rng_state, rejected_by_reason, worker",
+    + ", broker_connected, stalled_since, rng_state, rejected_by_reason, worker, shared",
     _CHECKPOINT_COLUMNS_0001
-    + ", broker_connected, stalled_since, rng_state, rejected_by_reason, NULL",  # < 0013
-    _CHECKPOINT_COLUMNS_0001 + ", broker_connected, stalled_since, rng_state, NULL, NULL",  # < 0012
-    _CHECKPOINT_COLUMNS_0001 + ", NULL, NULL, NULL, NULL, NULL",  # < 0002
+    + ", broker_connected, stalled_since, rng_state, rejected_by_reason, NULL, NULL",  # < 0013
+    _CHECKPOINT_COLUMNS_0001
+    + ", broker_connected, stalled_since, rng_state, NULL, NULL, NULL",  # < 0012
+    _CHECKPOINT_COLUMNS_0001 + ", NULL, NULL, NULL, NULL, NULL, NULL",  # < 0002
 )
 PARTITIONS = "checkpoint_partitions"
 _PARTITION_COLUMNS = (
@@ -118,7 +119,7 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         panel_overlap,
         *rest,
     ) = row
-    *counts, broker_connected, stalled_since, rng_state, rejected_by_reason, worker = rest
+    *counts, broker_connected, stalled_since, rng_state, rejected_by_reason, worker, shared = rest
     totals = Totals(*counts)
     return Checkpoint(
         id=id_,
@@ -150,6 +151,7 @@ def _checkpoint_from_row(row: tuple) -> Checkpoint:
         rng_state=None if rng_state is None else json.loads(rng_state),
         rejected_by_reason=_rejected_by_reason(rejected_by_reason, totals.rejected),
         worker=worker,
+        shared=None if shared is None else json.loads(shared),
     )
 
 

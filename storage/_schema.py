@@ -340,6 +340,9 @@ def checkpoint_partitions(db: Database) -> None:
         -- Who wrote the checkpoint: "host:port" of the worker's API; NULL when
         -- not known (written offline, or before this migration).
         ALTER TABLE checkpoints ADD COLUMN worker TEXT;
+        -- Where the worker is in the deployment's shared item statistics
+        -- (CheckpointWrite.shared), as JSON; NULL for a worker not sharing.
+        ALTER TABLE checkpoints ADD COLUMN shared TEXT;
         -- The partitions of the events topic the worker owned at each
         -- checkpoint: the next offset to process, the partition's own counts
         -- (they move with the partition from worker to worker) and its lag

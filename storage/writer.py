@@ -129,9 +129,9 @@ class StoreWriter:
             "popular_hits, update_us, evaluate_us, lag, factor_change, panel_overlap, "
             "total_received, total_accepted, total_positive, total_rejected, total_evaluated, "
             "total_model_hits, total_popular_hits, broker_connected, stalled_since, rng_state, "
-            "rejected_by_reason, worker) "
+            "rejected_by_reason, worker, shared) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "?, ?, ?, ?, ?, ?, ?)",
+            "?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 cp.time,
                 cp.topic,
@@ -160,6 +160,7 @@ class StoreWriter:
                 None if cp.rng_state is None else json.dumps(cp.rng_state),
                 json.dumps(cp.rejected_by_reason),
                 cp.worker,
+                None if cp.shared is None else json.dumps(cp.shared),
             ],
         )
         return cursor.lastrowid
