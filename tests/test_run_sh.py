@@ -119,10 +119,12 @@ def test_two_workers_share_the_topic_each_with_its_store(tmp_path):
         assert all(count > 0 for count in received)
         with urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/", timeout=10) as page:
             assert page.status == 200
-        # Either worker answers for the demo's users, as the user's owner.
+        # Either worker answers for the demo's users: the user's owner does. (The model
+        # learns between two asks here; tests/test_routing.py compares whole answers.)
         for user in ("u0", "u1", "u2", "u3"):
-            answers = [get(f"{api}/recommend/{user}?preview=1") for api in apis]
-            assert answers[0][0] == 200 and answers[0] == answers[1], user
+            answers = [get(f"{api}/recommend/{user}?preview=1")[1] for api in apis]
+            assert {(a["user"], a["worker"]) for a in answers} <= {(user, api) for api in apis}
+            assert answers[0]["worker"] == answers[1]["worker"], user
     finally:
         demo.send_signal(signal.SIGTERM)
         output, _ = demo.communicate(timeout=60)
