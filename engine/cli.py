@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--checkpoint-interval", help="seconds between checkpoints (RECO_CHECKPOINT_INTERVAL, 5)"
     )
-    worker.add_argument("--partitions", help="partitions of the topic (RECO_PARTITIONS, 1)")
+    worker.add_argument(
+        "--partitions", help="partitions of the topic if the engine creates it (RECO_PARTITIONS, 4)"
+    )
     worker.add_argument(
         "--web-port", help="port of the live API on RECO_WEB_HOST (RECO_WEB_PORT, 6066)"
     )
@@ -96,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--seed", type=int, default=7, help="synthetic only: random seed")
     produce.add_argument(
-        "--partitions", help="partitions if the topic is created (RECO_PARTITIONS, 1)"
+        "--partitions", help="partitions if the topic is created (RECO_PARTITIONS, 4)"
     )
     produce.add_argument("--quiet", action="store_true", help="no progress line")
     produce.add_argument(

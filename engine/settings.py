@@ -33,7 +33,7 @@ class SettingsError(ValueError):
 class Settings:
     broker: str = DEFAULT_BROKER
     topic: str = "flurs-events"
-    partitions: int = 1
+    partitions: int = 4  # of a topic the engine creates; an existing topic keeps its own
     replication: int = 1  # copies of each partition of the topics the engine or producer creates
     db: Path = Path("data/reco.db")
     # The stores `status` reads when RECO_DB names several (a comma-separated

@@ -66,7 +66,8 @@ def test_the_api_answers_known_unknown_and_bad_requests(engine_env, tmp_path):
         # u0 is the synthetic stream's most active user: certainly known by now.
         status, known = get(f"{api}/recommend/u0?n=5")
         assert status == 200
-        assert set(known) == {"user", "items", "model", "fallback", "variant"}
+        assert set(known) == {"user", "items", "model", "fallback", "variant", "worker"}
+        assert known["worker"] == api  # the only worker answers for every user itself
         assert known["user"] == "u0" and known["fallback"] is False
         assert known["variant"] in ("model", "baseline")
         assert known["model"] == ("hybrid" if known["variant"] == "model" else "popular")

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.usefixtures("command_jobs")
 
 ELSEWHERE = {
     r"^\./run\.sh$": "tests/test_run_sh.py",  # the demo: brought up, filled, stopped there
+    r"^RECO_WORKERS=2 \./run\.sh$": "tests/test_run_sh.py",  # two workers, two stores
 }
 
 

@@ -89,6 +89,7 @@ NOT_READ = {
     "RECO_DASHBOARD_PORT": "./run.sh's: the port it gives streamlit",
     "RECO_DASHBOARD_HOST": "./run.sh's: the address it gives streamlit",
     "RECO_DEMO_RATE": "./run.sh's: the --rate it gives its demo producer",
+    "RECO_WORKERS": "./run.sh's: how many workers it starts (tests/test_run_sh.py runs two)",
     "RECO_DRIFT_THRESHOLD": "the dashboard's: a bad value falls back to the default, with a "
     "warning on the page (tests/test_dashboard_parts.py)",
     "RECO_OVERLAP_THRESHOLD": "the dashboard's: as RECO_DRIFT_THRESHOLD",
@@ -100,6 +101,7 @@ RUN_SH_BAD_VALUES = {
     "RECO_DASHBOARD_PORT": "70000",
     "RECO_DASHBOARD_HOST": "0.0.0.0/0",
     "RECO_BROKER_PORT": "port",
+    "RECO_WORKERS": "0",
 }
 
 

@@ -25,6 +25,7 @@ from engine.worker.admission import LoopShare
 from engine.worker.app import EngineApp
 from engine.worker.live import LiveRecommendations
 from engine.worker.metrics import WorkerMetrics
+from engine.worker.routing import FORWARDED_HEADER, forward, is_forwarded, owner_of, where_to_ask
 from storage import MAX_N
 
 log = logging.getLogger(__name__)
@@ -41,19 +42,35 @@ class BadRequest(ValueError):
 
 
 class RecommendView(web.View):
-    """Top-N from the live model; ``preview=1`` looks without counting an impression."""
+    """Top-N from the live model; ``preview=1`` looks without counting an impression.
+
+    A user of another worker's partition is that worker's to answer: the
+    request goes there (engine.worker.routing), and ``worker`` in the answer
+    is the URL of the worker that answered.
+    """
 
     async def get(self, request: web.Request, user: str) -> web.Response:
-        runtime = self.app.runtime
-        if runtime is None:
-            return self.error(503, "the engine is starting; try again in a moment")
+        app = self.app
         try:
             user = parse_user(user)
             n = parse_n(request.query.get("n"))
         except BadRequest as exc:
             return self.error(400, str(exc))
+        owner = owner_of(app, user)
+        if owner is not None and not owner.is_self:
+            if is_forwarded(request):
+                sender = request.headers[FORWARDED_HEADER][:200]
+                reason = f"{sender} forwarded this request here, and it goes one hop at most"
+                return where_to_ask(app, owner, user, reason)
+            if owner.url is None:
+                return where_to_ask(app, owner, user, "")
+            return await forward(app, request, owner, user)
+        runtime = app.runtime
+        if runtime is None:
+            return self.error(503, "the engine is starting; try again in a moment")
         preview = request.query.get("preview", "").lower() in _TRUE
-        return self.json(as_json(runtime.live.recommend(user, n, preview)))
+        answer = as_json(runtime.live.recommend(user, n, preview))
+        return self.json({**answer, "worker": str(app.conf.canonical_url)})
 
 
 class HealthView(web.View):

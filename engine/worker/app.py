@@ -24,6 +24,7 @@ from engine.settings import Settings, SettingsError, ensure_datadir, load_settin
 from engine.sources.broker import is_reachable
 from engine.sources.kafka import broker_credentials, client_options, declare_topic
 from engine.worker.consumer import BatchingApp, BatchingConsumer, assigned, lag_by_partition
+from engine.worker.routing import advertised_host
 from engine.worker.runtime import EngineRuntime, check_model
 from engine.worker.throttle import throttle_library_logs
 from storage import StoreError
@@ -225,8 +226,9 @@ def app_options(settings: Settings) -> dict:
         # interface unless the user asks for a wider one.
         "web_enabled": True,
         "web_bind": settings.web_host,
-        # The host in the URLs Faust builds: an IPv6 address (::1) in brackets.
-        "web_host": f"[{settings.web_host}]" if ":" in settings.web_host else settings.web_host,
+        # The host in the URL Faust advertises to the other workers (canonical_url),
+        # which forward requests for their users there (engine.worker.routing).
+        "web_host": advertised_host(settings.web_host),
         "web_port": settings.web_port,
         # Faust's own table, router and statistics views have nothing to serve here.
         "web_router_enabled": False,

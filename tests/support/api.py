@@ -8,13 +8,20 @@ import urllib.request
 
 
 def get(
-    url: str, token: str | None = None, method: str = "GET", timeout: float = 10
+    url: str,
+    token: str | None = None,
+    method: str = "GET",
+    timeout: float = 10,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict]:
     """(HTTP status, JSON answer) of a request, an error's too; OSError while nothing answers.
 
-    ``token`` goes in an ``Authorization: Bearer`` header, even an empty one.
+    ``token`` goes in an ``Authorization: Bearer`` header, even an empty one,
+    beside any other ``headers``.
     """
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    headers = dict(headers or {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
