@@ -66,6 +66,7 @@ def test_a_store_of_before_migration_0013_reads_without_partitions(tmp_path):
     with sqlite3.connect(facts.path) as conn:
         conn.execute("DROP TABLE checkpoint_partitions")
         conn.execute("ALTER TABLE checkpoints DROP COLUMN worker")
+        conn.execute("ALTER TABLE checkpoints DROP COLUMN shared")
         conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0013_checkpoint_partitions'")
     reader = StoreReader(facts.path)
     assert reader.latest_checkpoint().partitions == [] and reader.partitions() == []
