@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from engine.worker.app import EngineApp
 
 # Messages processed in one run at most: a run holds the event loop, and the
@@ -41,14 +39,6 @@ def register_agents(app: EngineApp) -> None:
     @app.timer(interval=app.settings.checkpoint_interval, name="write_checkpoint")
     async def write_checkpoint():
         await app.runtime.checkpoint(lag=app.owned_lag())
-
-    @app.task
-    async def share_items():
-        """Add the other workers' increments of the item statistics (engine.worker.sharing)."""
-        runtime = app.runtime
-        while runtime.sharing is None:
-            await asyncio.sleep(0.1)
-        await runtime.sharing.run()
 
     @app.on_partitions_revoked.connect
     async def hand_over(sender, revoked, **_):

@@ -22,7 +22,7 @@ import mode.loop
 from engine import logs
 from engine.settings import Settings, SettingsError, ensure_datadir, load_settings
 from engine.sources.broker import is_reachable
-from engine.sources.kafka import broker_credentials, client_options, declare_topic
+from engine.sources.kafka import broker_credentials, client_options, declare_topic, end_offsets
 from engine.worker.consumer import BatchingApp, BatchingConsumer, assigned, lag_by_partition
 from engine.worker.routing import advertised_host
 from engine.worker.runtime import EngineRuntime, check_model
@@ -55,7 +55,7 @@ class CheckpointSeekingConsumer(BatchingConsumer):
             # holds a new, shorter topic, and the checkpoint's offsets must be
             # re-based onto it (see EngineRuntime.resume_position).
             earliest = await self.earliest_offsets(*ours)
-            ends = await self.highwaters(*ours)
+            ends = await end_offsets(ours, client_options(self.app.settings))
         except Exception as exc:
             log.warning(
                 "could not ask the broker for its offsets (%r); using the checkpoint's", exc

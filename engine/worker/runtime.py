@@ -120,6 +120,7 @@ class EngineRuntime:
         self.checkpoint_listeners: list[Callable[[float, bool], None]] = []
         # The deployment's topics (engine.worker.sharing), once the broker is there.
         self.sharing: Sharing | None = None
+        self._sharing_task: asyncio.Future | None = None
         self.worker = f"{socket.gethostname()}:{settings.web_port}"
         self._shared_read: dict[int, int] = {}  # the store's positions in <topic>.items
         self._assigned: set[int] = set()  # partitions of the last assignment
@@ -178,6 +179,9 @@ class EngineRuntime:
         await sharing.start()
         self.processor.publishing = True
         self.sharing = sharing
+        # Reading starts now, not with Faust's tasks (those wait for the first
+        # assignment, whose handovers wait for these increments).
+        self._sharing_task = asyncio.ensure_future(sharing.run())
 
     async def take_partitions(self, assigned: list[int]) -> None:
         """Own ``assigned`` from now on: let the others go, continue new ones from their handover.
@@ -452,6 +456,7 @@ class EngineRuntime:
                     await asyncio.wait_for(self._send(write, outbox), timeout)
                 except asyncio.TimeoutError:
                     log.warning("the handover did not reach Kafka in %.0f s", timeout)
+                self._sharing_task.cancel()
                 await self.sharing.stop()
         finally:
             if acquired:

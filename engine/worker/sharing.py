@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from engine.processing.partitions import SharedEvent, UserHandover
 from engine.processing.processor import StreamProcessor
 from engine.settings import Settings
-from engine.sources.kafka import client_options, declare_topic, partition_count
+from engine.sources.kafka import client_options, declare_topic, end_offsets, partition_count
 from storage import PartitionState, Totals
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class Sharing:
         await self._consumer.start()
         partitions = [TopicPartition(self.items, p) for p in range(self.partitions)]
         self._consumer.assign(partitions)
-        ends = await self._consumer.end_offsets(partitions)
+        ends = await end_offsets(partitions, self.options)
         for tp in partitions:
             position = self.read.get(tp.partition)
             if position is None or position > ends[tp]:  # new, or the broker forgot the topic
@@ -168,7 +168,7 @@ class Sharing:
         if consumer is None:
             return False
         tp = TopicPartition(self.items, partition)
-        end = (await consumer.end_offsets([tp]))[tp]
+        end = (await end_offsets([tp], self.options))[tp]
         deadline = time.monotonic() + timeout
         while self.read.get(partition, 0) < end:
             if time.monotonic() > deadline:
@@ -249,7 +249,7 @@ class Sharing:
             tp = TopicPartition(self.changelog, partition)
             consumer.assign([tp])
             await consumer.seek_to_beginning(tp)
-            end = (await consumer.end_offsets([tp]))[tp]
+            end = (await end_offsets([tp], self.options))[tp]
             while await consumer.position(tp) < end:
                 batches = await consumer.getmany(tp, timeout_ms=POLL_MS)
                 for message in batches.get(tp, []):
