@@ -130,6 +130,18 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--epochs", type=int, default=1, help="passes over pretrain (1)")
     evaluate.add_argument("--n", type=int, default=10, help="recall@n (10)")
     evaluate.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    evaluate.add_argument(
+        "--partitions", type=int, default=1, help="simulate a topic of P partitions (1)"
+    )
+    evaluate.add_argument(
+        "--workers", type=int, default=1, help="simulate N workers sharing item statistics (1)"
+    )
+    evaluate.add_argument(
+        "--share-every",
+        type=int,
+        default=None,
+        help="positive events between two exchanges of the workers' increments (11000; 1: no lag)",
+    )
     evaluate.set_defaults(run=_evaluate)
 
     bench = commands.add_parser("bench", help="benchmarks; each prints JSON figures")
@@ -363,6 +375,7 @@ def _synthetic_names(config) -> dict[str, str]:
 
 
 def _evaluate(args) -> int:
+    from engine.evaluation.deployment import DEFAULT_SHARE_EVERY, Deployment
     from engine.evaluation.replay import Protocol, evaluate_file
     from engine.settings import DEFAULT_MODEL, MODELS
     from engine.sources.movielens import DatasetError
@@ -373,7 +386,9 @@ def _evaluate(args) -> int:
         return 2
     try:
         protocol = Protocol(args.min_rating, args.pretrain, args.holdout, args.epochs, args.n)
-        result = evaluate_file(args.data, model, protocol, seed=args.seed)
+        share_every = DEFAULT_SHARE_EVERY if args.share_every is None else args.share_every
+        deployment = Deployment(args.partitions, args.workers, share_every)
+        result = evaluate_file(args.data, model, protocol, seed=args.seed, deployment=deployment)
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

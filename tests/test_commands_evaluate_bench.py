@@ -44,6 +44,28 @@ def test_evaluate_prints_the_documented_keys_for_the_protocol_asked(command_layo
     assert 0 < printed["events"] < len(positives) and 0 <= printed["recall@5"] <= 1
 
 
+@covers("evaluate", "--data", "--model", "--partitions", "--workers", "--share-every")
+def test_evaluate_simulates_workers_that_split_the_partitions(command_layout):
+    result = engine(
+        "evaluate", "--data", command_layout.u_data, "--model", "hybrid",
+        "--partitions", 4, "--workers", 2, "--share-every", 7,
+        env=command_env(), cwd=command_layout.work,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    assert set(documented_keys(KEYS_HEADER, "`evaluate`")) <= set(printed)
+    assert (printed["partitions"], printed["workers"], printed["share_every"]) == (4, 2, 7)
+    per_worker = printed["per_worker"]
+    assert [w["partitions"] for w in per_worker] == [[0, 2], [1, 3]]
+    assert sum(w["events"] for w in per_worker) == printed["events"] > 0
+    assert sum(w["positives"] for w in per_worker) == printed["positives"]
+    refused = engine(
+        "evaluate", "--data", command_layout.u_data, "--workers", 0,
+        env=command_env(), cwd=command_layout.work,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "workers (0)" in refused.stderr
+
+
 @needs("evaluate loop")
 @covers("evaluate", "--data", "--model")
 @runs_readme(r"^for m in .*--data \.\./shared/data/ml-100k")

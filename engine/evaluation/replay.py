@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.sources.events import Interaction
 from engine.sources.movielens import read_ratings
 from engine.sources.progress import Progress
+
+if TYPE_CHECKING:
+    from engine.evaluation.deployment import Deployment
 
 DEFAULT_SEED = 42
 
@@ -125,15 +129,43 @@ def evaluate_file(
     params: dict | None = None,
     seed: int = DEFAULT_SEED,
     progress: bool | None = None,
+    deployment: Deployment | None = None,
 ) -> dict:
-    """Replay a MovieLens rating file (u.data, ratings.dat or ratings.csv) through ``model``."""
+    """Replay a MovieLens rating file (u.data, ratings.dat or ratings.csv) through ``model``.
+
+    ``deployment`` (engine.evaluation.deployment) simulates several
+    partitions and workers; None or one of each is one engine, as replay().
+    """
+    from engine.evaluation.deployment import Deployment, simulate  # it builds on this module
+
+    deployment = deployment or Deployment()
     ratings = read_ratings(path, sort=False)
     events = positives(
         [Interaction(r.user, r.item, r.rating, r.timestamp) for r in ratings], protocol.min_rating
     )
     features = read_features(path)
-    result = replay(events, model, protocol, params, seed, features, progress)
+    if deployment.single:
+        result = replay(events, model, protocol, params, seed, features, progress)
+        result |= {
+            "partitions": 1,
+            "workers": 1,
+            "share_every": deployment.share_every,
+            "per_worker": [_one_worker(result, protocol.n)],
+        }
+    else:
+        result = simulate(events, model, protocol, deployment, params, seed, features, progress)
     return {"data": str(path), **result, "side_features": features is not None}
+
+
+def _one_worker(result: dict, n: int) -> dict:
+    """The per_worker entry of a single engine: its figures are the deployment's."""
+    keys = ("positives", "events", f"recall@{n}", "mpr", f"popular_recall@{n}", "users", "items")
+    return {
+        "worker": 0,
+        "partitions": [0],
+        **{key: result[key] for key in keys},
+        "shared_applied": 0,
+    }
 
 
 def _copy_timings(processor: StreamProcessor) -> tuple[float, int, float, int]:

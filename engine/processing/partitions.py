@@ -16,6 +16,8 @@ has learned them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 from engine.sources.events import Interaction
@@ -82,6 +84,27 @@ class PartitionShare:
             self._outgoing.append(
                 (partition, np.asarray(offsets, dtype=np.int64), items.astype(np.int64), shared)
             )
+
+    def observe_in(
+        self, partition: int, events: Iterable[tuple[int, Interaction]], evaluate: bool | None
+    ) -> None:
+        """observe_all() positive ``events`` of ``partition``, given as (offset, event), in order.
+
+        What process_run() does with a partition's positive messages (its
+        counts, its replays, its increments kept for drain_shared() while
+        publishing), with ``evaluate`` chosen by the caller as observe_all()'s:
+        an offline replay that simulates a deployment (engine.evaluation.deployment)
+        feeds its protocol's phases this way.
+        """
+        _, replay_below = self._enter_partition(partition)
+        offsets, queue = self.offsets, self._queue
+        for offset, event in events:
+            offsets[partition] = offset + 1
+            if offset < replay_below:
+                self._learn_user_side(event)
+            else:
+                queue(event, evaluate, offset)
+        self._leave_partition()
 
     def _note_partition(self, users: np.ndarray, partition: int) -> None:
         owners = self._user_partition

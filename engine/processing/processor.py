@@ -79,7 +79,12 @@ class Timings:
 class StreamProcessor(CheckpointCapture, PartitionShare):
     """Turns messages into model updates, prequential metrics and checkpoints."""
 
-    def __init__(self, config: ProcessorConfig, features: FeatureTable | None = None):
+    def __init__(
+        self,
+        config: ProcessorConfig,
+        features: FeatureTable | None = None,
+        draws: Draws | None = None,
+    ):
         self.config = config
         self.features = features
         self.history = UserHistory(config.history_limit)
@@ -89,7 +94,8 @@ class StreamProcessor(CheckpointCapture, PartitionShare):
         self.rejected_by_reason: dict[str, int] = {}  # storage.reason_kind -> count, since start
         self.offsets: dict[int, int] = {}
         self._init_partitions()
-        self._rng = Draws(config.seed + 1)
+        # Tie-breaks; processors given one ``draws`` break ties from one stream.
+        self._rng = Draws(config.seed + 1) if draws is None else draws
         self.timings = Timings()
         self._reset_interval(time.time())
         # The settings read per message, as plain attributes.
