@@ -140,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument(
         "--eval-fraction", type=float, default=1.0, help="share of events the engine evaluates (1)"
     )
+    pipeline.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="N > 1: events/s of N workers in one group against one, instead (1)",
+    )
     _add_quick(pipeline, "at most 300 events, one run")
     pipeline.set_defaults(run=_bench_pipeline)
     serve = benches.add_parser(
@@ -385,8 +391,11 @@ def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
     _engine_environment()
-    if args.runs < 1 or args.encoding not in ENCODINGS:
-        print(f"error: --runs must be 1 or more, --encoding one of {ENCODINGS}", file=sys.stderr)
+    if args.runs < 1 or args.workers < 1 or args.encoding not in ENCODINGS:
+        print(
+            f"error: --runs and --workers must be 1 or more, --encoding one of {ENCODINGS}",
+            file=sys.stderr,
+        )
         return 2
     pipeline.main(
         args.events,
@@ -395,6 +404,7 @@ def _bench_pipeline(args) -> int:
         encoding=args.encoding,
         eval_fraction=args.eval_fraction,
         quick=args.quick,
+        workers=args.workers,
     )
     return 0
 
