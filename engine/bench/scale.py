@@ -43,6 +43,14 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.bench.samples import (
+    Sample,
+    cpu_share,
+    machine_cpu_seconds,
+    other_cpu,
+    reassigned,
+    timed_span,
+)
 from engine.bench.serve import cpu_seconds, get_json, replay
 from engine.sources.broker import HOST, EmbeddedBroker, free_port
 from engine.sources.encoding import transcode
@@ -53,81 +61,12 @@ from storage import NoCheckpoint, StoreReader
 TOPIC = "bench-scale-events"
 MIN_PARTITIONS = 4
 MIN_RUN_S = 20.0  # the shortest run, seconds
-COPIES_MARGIN = 1.2  # N workers may run faster than N x one worker's calibration rate
+COPIES_MARGIN = 1.2  # per CPU second, N workers ran up to 1.25x faster than one worker
 POLL_S = 0.1  # seconds between two polls of every worker's /health
 STARTUP_TIMEOUT_S = 180.0  # from the workers' start to their first event
 STALL_TIMEOUT_S = 60.0  # with no event processed by any worker
 STOP_TIMEOUT_S = 60.0  # for a worker's last checkpoint after SIGTERM
 ATTEMPTS = 3  # of a run whose group rebalanced mid-run
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One poll of every worker: when (perf_counter seconds), and what each said."""
-
-    time: float
-    events: tuple[int, ...]
-    partitions: tuple[tuple[int, ...], ...]
-    cpu_s: tuple[float | None, ...]  # each worker's CPU seconds, then the broker's
-
-
-@dataclass(frozen=True)
-class Span:
-    """Events counted over seconds: from one poll to a later one."""
-
-    events: int
-    seconds: float
-
-    @property
-    def events_per_s(self) -> float | None:
-        return self.events / self.seconds if self.seconds > 0 else None
-
-
-def timed_span(samples: list[Sample], total: int, worker: int | None = None) -> Span:
-    """The events after the first poll that saw any, over the time to the first poll at ``total``.
-
-    ``worker``: that worker's events only; None: all workers'. When the first
-    poll with events already saw all of them (a run shorter than a poll),
-    the span starts at the poll before it and counts them all.
-
-    >>> s = [Sample(t, (e,), ((0,),), (None, None)) for t, e in [(0, 0), (1, 10), (2, 30), (3, 30)]]
-    >>> timed_span(s, 30)
-    Span(events=20, seconds=1)
-    >>> timed_span(s[:1] + s[2:], 30)
-    Span(events=30, seconds=2)
-    """
-
-    def count(sample: Sample) -> int:
-        return sum(sample.events) if worker is None else sample.events[worker]
-
-    first = next((i for i, s in enumerate(samples) if count(s) > 0), None)
-    last = next((i for i, s in enumerate(samples) if count(s) >= total), None)
-    if first is None or last is None:
-        return Span(0, 0.0)
-    if first == last:
-        start = max(first - 1, 0)
-        return Span(count(samples[last]), samples[last].time - samples[start].time)
-    return Span(
-        count(samples[last]) - count(samples[first]), samples[last].time - samples[first].time
-    )
-
-
-def reassigned(samples: list[Sample]) -> bool:
-    """Whether any worker's partitions changed after the first poll that saw an event.
-
-    A worker may report its first assignment a poll after another worker's
-    first event: no partitions before it is not a change.
-
-    >>> s = [Sample(0, (0, 0), ((0, 2), ()), ()), Sample(1, (5, 0), ((0, 2), (1, 3)), ())]
-    >>> reassigned(s), reassigned([*s, Sample(2, (9, 0), ((0, 1, 2, 3), ()), ())])
-    (False, True)
-    """
-    first = next((i for i, s in enumerate(samples) if sum(s.events) > 0), len(samples))
-    seen = [
-        {s.partitions[w] for s in samples[first:] if s.partitions[w]}
-        for w in range(len(samples[0].events))
-    ]
-    return any(len(assignments) > 1 for assignments in seen)
 
 
 @dataclass(frozen=True)
@@ -137,7 +76,7 @@ class WorkerFigures:
     events: int
     events_per_s: float | None
     partitions: list[int]
-    cpu: float | None  # CPU seconds per wall second over the run's timed span
+    cpu: float | None  # CPU seconds per wall second, from its first event to its last
 
 
 @dataclass(frozen=True)
@@ -150,6 +89,8 @@ class GroupRun:
     events_per_s: float
     per_worker: list[WorkerFigures]
     broker_cpu: float | None  # the broker's CPU seconds per wall second, same span
+    other_cpu: float | None  # the rest of the machine's, the bench's own polling included
+    events_per_cpu_s: float | None  # events per CPU second of the workers: the cost of one
     load_average: float  # 1-minute, at the run's start
     model: str | None
 
@@ -180,7 +121,7 @@ class Bench:
         group = f"bench-scale-{workers}-{uuid.uuid4().hex[:8]}"
         folders = [self.tmp / f"run-{self.runs}" / f"worker-{i}" for i in range(workers)]
         load_average = os.getloadavg()[0]
-        with _workers(folders, {**self.env, "RECO_GROUP": group}) as started:
+        with worker_processes(folders, {**self.env, "RECO_GROUP": group}) as started:
             samples = _watch(started, total, self.broker.process.pid)
         stored = [_stored_events(folder / "reco.db") for folder in folders]
         if reassigned(samples):
@@ -190,7 +131,7 @@ class Bench:
                 f"the workers' stores hold {stored} events, {sum(stored)} in all; {total} were sent"
             )
         span = timed_span(samples, total)
-        start = next(i for i, s in enumerate(samples) if sum(s.events) > 0)
+        first, last = samples[span.first], samples[span.last]
         per_worker = []
         for i, events in enumerate(stored):
             own = timed_span(samples, events, worker=i)
@@ -199,23 +140,32 @@ class Bench:
                     events=events,
                     events_per_s=_round(own.events_per_s),
                     partitions=list(samples[-1].partitions[i]),
-                    cpu=_cpu_share(samples[start], samples[-1], i),
+                    cpu=cpu_share(samples[own.first], samples[own.last], i),
                 )
             )
+        worker_cpu = [cpu_share(first, last, i) for i in range(workers)]
         return GroupRun(
             workers=workers,
             events=total,
             seconds=round(span.seconds, 3),
             events_per_s=round(span.events_per_s or 0.0),
             per_worker=per_worker,
-            broker_cpu=_cpu_share(samples[start], samples[-1], -1),
+            broker_cpu=cpu_share(first, last, -2),
+            other_cpu=other_cpu(first, last),
+            events_per_cpu_s=(
+                None
+                if None in worker_cpu or not sum(worker_cpu)
+                else round((span.events_per_s or 0.0) / sum(worker_cpu))
+            ),
             load_average=round(load_average, 2),
             model=started[0].model,
         )
 
 
 @dataclass
-class _Worker:
+class WorkerProcess:
+    """A started `python -m engine worker`: its process, API port, log file and model."""
+
     process: subprocess.Popen
     port: int
     log: Path
@@ -226,10 +176,10 @@ class _Worker:
 
 
 @contextlib.contextmanager
-def _workers(folders: list[Path], env: dict[str, str]) -> Iterator[list[_Worker]]:
+def worker_processes(folders: list[Path], env: dict[str, str]) -> Iterator[list[WorkerProcess]]:
     """Start a `python -m engine worker` per folder (its store and Faust folder there) and
     stop them all on the way out, however it is left."""
-    started: list[_Worker] = []
+    started: list[WorkerProcess] = []
     try:
         for folder in folders:
             folder.mkdir(parents=True)
@@ -243,7 +193,7 @@ def _workers(folders: list[Path], env: dict[str, str]) -> Iterator[list[_Worker]
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )  # fmt: skip
-            started.append(_Worker(process, port, log))
+            started.append(WorkerProcess(process, port, log))
         yield started
     finally:
         _stop([w.process for w in started])
@@ -263,7 +213,7 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def _watch(workers: list[_Worker], total: int, broker_pid: int) -> list[Sample]:
+def _watch(workers: list[WorkerProcess], total: int, broker_pid: int) -> list[Sample]:
     """Poll every worker's /health until together they processed ``total`` events."""
     samples: list[Sample] = []
     started = time.monotonic()
@@ -276,7 +226,8 @@ def _watch(workers: list[_Worker], total: int, broker_pid: int) -> list[Sample]:
                 )
         states = [get_json(f"http://{HOST}:{w.port}/health", timeout=2.0) or {} for w in workers]
         now = time.perf_counter()
-        cpu = tuple(cpu_seconds(p) for p in [*(w.process.pid for w in workers), broker_pid])
+        pids = [*(w.process.pid for w in workers), broker_pid]
+        cpu = (*(cpu_seconds(p) for p in pids), machine_cpu_seconds())
         samples.append(
             Sample(
                 time=now,
@@ -305,14 +256,6 @@ def _stored_events(db: Path) -> int:
         return StoreReader(db).latest_checkpoint().totals.received
     except NoCheckpoint:
         return 0
-
-
-def _cpu_share(first: Sample, last: Sample, index: int) -> float | None:
-    start, end = first.cpu_s[index], last.cpu_s[index]
-    seconds = last.time - first.time
-    if start is None or end is None or seconds <= 0:
-        return None
-    return round((end - start) / seconds, 2)
 
 
 def _round(value: float | None) -> float | None:
@@ -373,7 +316,8 @@ def run(
         if not quick:
             calibration, retries = bench.run_group(1, len(one_copy))
             _print_run("calibration", calibration)
-            rate = calibration.events_per_s
+            # At most N workers on a core each, at one worker's cost per event.
+            rate = calibration.events_per_cpu_s or calibration.events_per_s
             copies = max(1, math.ceil(MIN_RUN_S * workers * rate * COPIES_MARGIN / len(one_copy)))
             if copies > 1:
                 _send(
@@ -442,6 +386,13 @@ def _summary(
         "broker_cpu": {
             str(n): _median([r.broker_cpu for r in group]) for n, group in results.items()
         },
+        "other_cpu": {
+            str(n): _median([r.other_cpu for r in group]) for n, group in results.items()
+        },
+        "events_per_worker_cpu_s": {
+            str(n): _median([r.events_per_cpu_s for r in group]) for n, group in results.items()
+        },
+        "shortest_s": min(r.seconds for group in results.values() for r in group),
         "calibration_events_per_s": calibration.events_per_s if calibration else None,
         "retries": retries,
         "load_average": [round(load_start, 2), round(os.getloadavg()[0], 2)],
