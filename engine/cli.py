@@ -154,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     pipeline.add_argument(
         "--eval-fraction", type=float, default=1.0, help="share of events the engine evaluates (1)"
     )
+    workers = "N > 1: events/s of N workers in one group against one's, instead (1)"
+    pipeline.add_argument("--workers", type=int, default=1, metavar="N", help=workers)
     _add_quick(pipeline, "at most 300 events, one run")
     pipeline.set_defaults(run=_bench_pipeline)
     serve = benches.add_parser(
@@ -408,17 +410,14 @@ def _bench_pipeline(args) -> int:
     from engine.bench import pipeline
 
     _engine_environment()
-    if args.runs < 1 or args.encoding not in ENCODINGS:
-        print(f"error: --runs must be 1 or more, --encoding one of {ENCODINGS}", file=sys.stderr)
+    if args.runs < 1 or args.workers < 1 or args.encoding not in ENCODINGS:
+        print(
+            f"error: --runs and --workers must be 1 or more, --encoding one of {ENCODINGS}",
+            file=sys.stderr,
+        )
         return 2
-    pipeline.main(
-        args.events,
-        args.source,
-        runs=args.runs,
-        encoding=args.encoding,
-        eval_fraction=args.eval_fraction,
-        quick=args.quick,
-    )
+    options = {key: vars(args)[key] for key in ("runs", "encoding", "eval_fraction", "quick")}
+    pipeline.main(args.events, args.source, workers=args.workers, **options)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -53,3 +54,29 @@ def test_pipeline_bench_prints_its_figures(capsys):
     for key in ("noop_events_per_s", "engine_events_per_s", "ratio", "engine_peak_rss_mb"):
         assert result[key] > 0
     assert result["events"] == 300 and result["checkpoints"] >= 1 and result["cores"] >= 1
+
+
+def test_scale_bench_stops_its_workers_when_it_fails(tmp_path):
+    from engine.bench.scale import worker_processes
+    from engine.sources.broker import free_port
+
+    env = {**os.environ, "RECO_BROKER": f"kafka://127.0.0.1:{free_port()}"}  # nobody listens
+    folders = [tmp_path / "worker-0", tmp_path / "worker-1"]
+    with (
+        pytest.raises(RuntimeError, match="the bench failed"),
+        worker_processes(folders, env) as workers,
+    ):
+        assert len(workers) == 2 and all(w.process.poll() is None for w in workers)
+        raise RuntimeError("the bench failed")
+    assert all(w.process.returncode is not None for w in workers)
+
+
+def test_scale_bench_replays_the_file_each_copy_later_with_the_same_users(tmp_path):
+    from engine.bench.scale import messages_for
+
+    data = tmp_path / "u.data"
+    data.write_text("1\t10\t5\t100\n2\t11\t3\t105\n1\t12\t4\t110\n")
+    events = [json.loads(m) for m in messages_for(str(data), None, 3, "json")]
+    assert [e["user"] for e in events] == ["1", "2", "1"] * 3
+    times = [e["timestamp"] for e in events]
+    assert times == sorted(times) and len(set(times)) == 9

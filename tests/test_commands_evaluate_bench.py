@@ -119,17 +119,40 @@ def test_bench_pipeline_quick_prints_its_keys(command_jobs):
 
 
 @pytest.mark.integration
+@needs("pipeline workers")
+@covers("bench pipeline", "--quick", "--workers", "--source")
+def test_bench_pipeline_workers_quick_runs_one_worker_then_two_sharing_the_events(command_jobs):
+    result = command_jobs["pipeline workers"].result()
+    assert result.returncode == 0, result.stderr[-3000:]
+    *runs, figures = json_lines(result.stdout)
+    assert _bench_keys("`bench pipeline --workers N`") <= set(figures)
+    assert {"events_per_s_1", "events_per_s_2", "speedup"} <= set(figures)
+    assert figures["workers"] == 2 and figures["partitions"] >= 2
+    assert figures["events"] == len(U_DATA)
+    assert [run["workers"] for run in runs] == [1, 2]
+    for run in runs:  # every event once, in the stores of the workers that consumed them
+        counts = [worker["events"] for worker in run["per_worker"]]
+        assert len(counts) == run["workers"] and sum(counts) == len(U_DATA)
+        assert all(count > 0 for count in counts)  # U_DATA's users are on every partition
+    assert sorted(p for w in runs[1]["per_worker"] for p in w["partitions"]) == list(
+        range(figures["partitions"])
+    )
+
+
+@pytest.mark.integration
 @needs("pipeline readme")
 @covers("bench pipeline", "--quick", "--source")
 @runs_readme(r"^python -m engine bench pipeline")
 def test_readme_bench_pipeline_line_runs_quick(command_jobs):
-    """The Speed section's line with --quick added, on the u.data fixture."""
+    """The Speed section's lines with --quick added, on the u.data fixture."""
     for command, result in command_jobs["pipeline readme"].result():
         assert result.returncode == 0, f"{command}:\n{result.stderr[-3000:]}"
         figures = json_lines(result.stdout)[-1]
-        assert _bench_keys("`bench pipeline --source PATH`") | _bench_keys(
-            "`bench pipeline`"
-        ) <= set(figures)
+        if "--workers" in command:
+            keys = _bench_keys("`bench pipeline --workers N`")
+        else:
+            keys = _bench_keys("`bench pipeline --source PATH`") | _bench_keys("`bench pipeline`")
+        assert keys <= set(figures)
         assert figures["events"] == len(U_DATA)
 
 

@@ -103,6 +103,7 @@ def test_every_row_of_the_key_table_is_checked():
         "`evaluate`",
         "`bench pipeline`",
         "`bench pipeline --source PATH`",
+        "`bench pipeline --workers N`",
         "`bench model`, a line per milestone",
         "`bench serve`, the summary (last line)",
     }

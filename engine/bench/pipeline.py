@@ -9,6 +9,10 @@ engine (pre-registered FluRS MF, no evaluation), on the engine's consumer
 and on Faust's own as the write-up ran it. ``runs`` repeats them in turn, since other work on the machine moves single figures; the printed
 figures are medians. Prints one JSON object on its last line.
 
+``workers`` (``--workers N``, N > 1) measures something else: N real
+workers in one consumer group against one, on a replay that lasts at least
+20 s a run (engine.bench.scale, which says how it times them).
+
 ``quick`` (``--quick``) caps the run at 300 events, once: it checks that
 every consumer runs and the JSON keys are there, in seconds; its figures
 mean nothing.
@@ -145,8 +149,19 @@ def main(
     encoding: str = "json",
     eval_fraction: float = 1.0,
     quick: bool = False,
+    workers: int = 1,
 ) -> None:
+    """Print the figures as JSON; ``workers`` above 1 measures N workers against one instead
+    (engine.bench.scale)."""
     if quick:
         events, runs = min(events or QUICK_EVENTS, QUICK_EVENTS), 1
-    result = run(events, source, runs=runs, encoding=encoding, eval_fraction=eval_fraction)
+    if workers > 1:
+        from engine.bench import scale
+
+        result = scale.run(
+            source, workers, runs, events, encoding=encoding, eval_fraction=eval_fraction,
+            quick=quick,
+        )  # fmt: skip
+    else:
+        result = run(events, source, runs=runs, encoding=encoding, eval_fraction=eval_fraction)
     print(json.dumps(result))

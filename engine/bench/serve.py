@@ -195,7 +195,7 @@ def _measure(
     health = target.health
     load_before = os.getloadavg()[0]
     warmup = min(workload.warmup_events, total)
-    _wait_for(lambda: (_get(health) or {}).get("events", 0) >= warmup, log)
+    _wait_for(lambda: (get_json(health) or {}).get("events", 0) >= warmup, log)
     for concurrency in levels_up_to(max_concurrency)[:-1]:
         _print_level(_load(target, concurrency, seconds, think_s), think_s)
     # The highest level alternates with quiet spells of the same length, so the
@@ -206,7 +206,7 @@ def _measure(
     # And the worst case: every client sends its next request as soon as it can.
     flood = _alternate(target, max_concurrency, seconds, 0.0, rounds=1)
     _print_level(flood.load, 0.0)
-    state = _get(health) or {}
+    state = get_json(health) or {}
     if workload.backlog and state.get("events", 0) >= total:
         raise RuntimeError("the worker ran out of backlog during the run; raise COPIES")
     result = top.load.result
@@ -358,15 +358,16 @@ def _event_rate(health: str, seconds: float) -> tuple[float, float]:
 
 
 def _events(health: str) -> int:
-    state = _get(health)
+    state = get_json(health)
     if state is None:
         raise RuntimeError(f"the worker stopped answering {health}")
     return state["events"]
 
 
-def _get(url: str) -> dict | None:
+def get_json(url: str, timeout: float = 5.0) -> dict | None:
+    """The JSON a worker's API answers at ``url``; None when it does not answer."""
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return json.load(response)
     except urllib.error.HTTPError as exc:  # /health answers 503, with its figures, when not ready
         return json.load(exc)

@@ -360,6 +360,14 @@ def run_readme_run_sh(layout: Layout) -> list[tuple[str, subprocess.CompletedPro
     ]
 
 
+def run_pipeline_workers(layout: Layout) -> subprocess.CompletedProcess:
+    """`bench pipeline --quick --workers 2` on the u.data fixture, from a fresh folder."""
+    return engine(
+        "bench", "pipeline", "--quick", "--workers", 2, "--source", layout.u_data,
+        env=command_env(), cwd=layout.fresh("pipeline-workers"), timeout=JOB_TIMEOUT_S,
+    )  # fmt: skip
+
+
 def run_engine(*args: Any) -> Callable[[Layout], subprocess.CompletedProcess]:
     """``python -m engine ARGS`` from work/; a Path-valued arg is given as a function of layout."""
 
@@ -376,6 +384,7 @@ JOBS: dict[str, Callable[..., Any]] = {
     "faust": run_faust_worker,
     "pipeline readme": run_readme_quick(r"^python -m engine bench pipeline"),
     "serve readme": run_readme_serve,
+    "pipeline workers": run_pipeline_workers,
     "pipeline": run_engine("bench", "pipeline", "--quick", "--events", 50, "--source", "synthetic"),
     "serve": run_engine(
         "bench",
