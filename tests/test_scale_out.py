@@ -57,7 +57,9 @@ def test_killed_and_joining_workers_count_every_event_once(engine_env, tmp_path)
     messages, kinds = zip(*(stream.next() for _ in range(EVENTS)), strict=True)
     positive = sum(kind == "positive" for kind in kinds)
     positive_items = {
-        json.loads(raw)["item"] for raw, kind in zip(messages, kinds) if kind == "positive"
+        json.loads(raw)["item"]
+        for raw, kind in zip(messages, kinds, strict=True)
+        if kind == "positive"
     }
     envs = [worker_env(engine_env, tmp_path, n) for n in (1, 2, 3)]
     stores = [env["RECO_DB"] for env in envs]
@@ -86,7 +88,9 @@ def test_killed_and_joining_workers_count_every_event_once(engine_env, tmp_path)
         sender.start()
         for kill in range(KILLS):
             wait_for(
-                lambda: partitions_of(envs[1]), 60, "the second worker to own partitions",
+                lambda: partitions_of(envs[1]),
+                60,
+                "the second worker to own partitions",
                 ignoring=(OSError,),
             )
             time.sleep(2)  # a checkpoint or two of its own, then it dies
@@ -97,8 +101,9 @@ def test_killed_and_joining_workers_count_every_event_once(engine_env, tmp_path)
             # session timeout (6 s) plus a rebalance, and events keep flowing.
             took_over = time.monotonic()
             wait_for(
-                lambda s=survivors: sorted(sum((partitions_of(env) for env in s), []))
-                == list(range(PARTITIONS)),
+                lambda s=survivors: (
+                    sorted(sum((partitions_of(env) for env in s), [])) == list(range(PARTITIONS))
+                ),
                 30,
                 f"the survivors to own every partition (kill {kill + 1})",
                 ignoring=(OSError, TypeError),
@@ -124,8 +129,9 @@ def test_killed_and_joining_workers_count_every_event_once(engine_env, tmp_path)
         sender.join(120)
         assert not sender.is_alive()
         wait_for(
-            lambda: sorted(sum((partitions_of(env) for env in envs), []))
-            == list(range(PARTITIONS)),
+            lambda: (
+                sorted(sum((partitions_of(env) for env in envs), [])) == list(range(PARTITIONS))
+            ),
             120,
             "the workers to own every partition between them",
             ignoring=(OSError,),

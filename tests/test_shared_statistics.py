@@ -224,10 +224,18 @@ def test_the_baseline_is_shared_for_every_model(model):
         workers[partition % 2].process_run([(raw, partition, offset)])
     exchange(workers)
     for worker in workers:
-        counts = dict(zip(worker.recommender.item_ids, worker.popularity.view.tolist()))
-        assert counts == dict(zip(single.recommender.item_ids, single.popularity.view.tolist()))
+        counts = dict(
+            zip(worker.recommender.item_ids, worker.popularity.view.tolist(), strict=True)
+        )
+        assert counts == dict(
+            zip(single.recommender.item_ids, single.popularity.view.tolist(), strict=True)
+        )
         if model == "popular":
             rows = worker.recommender.export_items()[1]
-            assert dict(zip(worker.recommender.item_ids, rows.tolist())) == dict(
-                zip(single.recommender.item_ids, single.recommender.export_items()[1].tolist())
+            assert dict(zip(worker.recommender.item_ids, rows.tolist(), strict=True)) == dict(
+                zip(
+                    single.recommender.item_ids,
+                    single.recommender.export_items()[1].tolist(),
+                    strict=True,
+                )
             )

@@ -25,8 +25,8 @@ from engine.kernels.logarithm import log1p, log1p_count
 from engine.kernels.ranking import count_rank, known_above, top_n
 from engine.kernels.session import (
     learn_session,
-    session_observe,
     session_apply,
+    session_observe,
     session_rank,
     session_run,
 )

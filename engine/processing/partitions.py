@@ -141,7 +141,9 @@ class PartitionShare:
         by_partition: dict[int, list[SharedEvent]] = {}
         for partition, offsets, items, shared in outgoing:
             events = by_partition.setdefault(partition, [])
-            for offset, item, row in zip(offsets.tolist(), items.tolist(), shared.tolist()):
+            for offset, item, row in zip(
+                offsets.tolist(), items.tolist(), shared.tolist(), strict=True
+            ):
                 events.append((offset, ids[item], row[0], [ids[j] for j in row[2 : 2 + row[1]]]))
         return by_partition
 

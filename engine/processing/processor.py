@@ -248,7 +248,9 @@ class StreamProcessor(CheckpointCapture, PartitionShare):
         self._queued = []
         offsets, self._queued_offsets = self._queued_offsets, []
         columns = list(zip(*queued, strict=True))
-        arrays = [np.array(column, dtype) for column, dtype in zip(columns, _RUN_DTYPES, strict=True)]
+        arrays = [
+            np.array(column, dtype) for column, dtype in zip(columns, _RUN_DTYPES, strict=True)
+        ]
         shared = self._shared_rows(len(queued))
         results = self.recommender.observe_run(*arrays, self.history, self.popularity, shared)
         self._learned(arrays[0], arrays[1], offsets, shared)

@@ -446,7 +446,7 @@ class EngineRuntime:
         lock, acquired = self._checkpointing, False
         try:
             acquired = await asyncio.wait_for(lock.acquire(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("a checkpoint still waits for Kafka; writing the final one anyway")
         try:
             write, outbox = self._snapshot()
@@ -454,7 +454,7 @@ class EngineRuntime:
             if self.sharing is not None:
                 try:
                     await asyncio.wait_for(self._send(write, outbox), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     log.warning("the handover did not reach Kafka in %.0f s", timeout)
                 self._sharing_task.cancel()
                 await self.sharing.stop()
