@@ -140,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "--share-every",
         type=int,
         default=None,
-        help="positive events between two exchanges of the workers' increments (11000; 1: no lag)",
+        help="positive events between two exchanges of the workers' increments (4000; 1: no lag)",
     )
     evaluate.set_defaults(run=_evaluate)
 

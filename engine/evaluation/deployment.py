@@ -52,13 +52,13 @@ from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.sources.events import Interaction
 from engine.sources.progress import Progress
 
-# Positive events between two exchanges of increments, by default: what one
-# checkpoint interval (5 s, when a live worker sends them) holds at the
-# engine's replay rate. One worker learns some 10,600 messages/s of a
-# MovieLens 100k replay (docs/benchmarks.md), 21% of them ratings of 5, the
-# protocol's positives: about 11,000 a checkpoint. docs/evaluation.md
-# ("Several workers") measures the lag's effect from 1 to 22,000.
-DEFAULT_SHARE_EVERY = 11_000
+# Positive events between two exchanges of increments, by default: what the
+# whole stream moves on by in one second (a live worker sends its increments
+# every second, engine.worker.agents.SHARE_EVERY_S) with two workers replaying
+# MovieLens 100k at full speed: some 10,600 messages/s each
+# (docs/benchmarks.md), 21% of them ratings of 5, the protocol's positives.
+# docs/evaluation.md ("Several workers") measures the lag's effect from 1 to 22,000.
+DEFAULT_SHARE_EVERY = 4_000
 
 
 @dataclass(frozen=True)

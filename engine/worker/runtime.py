@@ -183,6 +183,19 @@ class EngineRuntime:
         # assignment, whose handovers wait for these increments).
         self._sharing_task = asyncio.ensure_future(sharing.run())
 
+    async def share_increments(self) -> None:
+        """Send the item increments learned since the last send (no handover)."""
+        if self.sharing is None or self.checkpointer.closed:
+            return
+        async with self._checkpointing:
+            self.process_held()
+            shared = self.processor.drain_shared()
+            if shared:
+                try:
+                    await self.sharing.send(shared, {}, [])
+                except Exception as exc:
+                    log.debug("increments not sent yet (%r); they go with the next send", exc)
+
     async def take_partitions(self, assigned: list[int]) -> None:
         """Own ``assigned`` from now on: let the others go, continue new ones from their handover.
 
