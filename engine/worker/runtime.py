@@ -122,7 +122,7 @@ class EngineRuntime:
         self.sharing: Sharing | None = None
         self._sharing_task: asyncio.Future | None = None
         self.worker = f"{socket.gethostname()}:{settings.web_port}"
-        self._shared_read: dict[int, int] = {}  # the store's positions in <topic>.items
+        self._shared_read: dict[int, int] = {}  # the store's positions in <group>-<topic>-items
         self._assigned: set[int] = set()  # partitions of the last assignment
         self._checkpointing = asyncio.Lock()  # one checkpoint at a time, sent in order
         latest = self.checkpointer.open()

@@ -1,21 +1,22 @@
 """What a deployment's workers share through Kafka: item increments, and partition handovers.
 
-Two topics next to the events topic, with as many partitions as it has:
+Two topics next to the events topic, with as many partitions as it has, named
+after the consumer group (a deployment) and the events topic:
 
-- ``<topic>.items``: every positive event a worker learned, as its increment
+- ``<group>-<topic>-items``: every positive event a worker learned, as its increment
   of the item statistics (engine.processing.partitions), in partition ``p``
   for events of partition ``p``. Every worker reads all of it and adds the
   others' (StreamProcessor.apply_shared), so the model's item side is the
   whole deployment's. Each event counts once at each worker, whoever sent it
   and however often (it is skipped below the partition's ``applied`` offset).
-- ``<topic>.changelog`` (compacted): per partition, each checkpoint's changed
+- ``<group>-<topic>-changelog`` (compacted): per partition, each checkpoint's changed
   users (key ``u:<user>``, their items) and then the partition's own record
   (key ``partition``: its offset and counts). A worker given the partition
   reads it from the start and continues where the last owner checkpointed:
   Kafka hands state over, never another worker's disk.
 
 A checkpoint sends its increments first, then the changelog: whatever a
-handover's offset says was learned has its increments in ``.items`` already.
+handover's offset says was learned has its increments in ``-items`` already.
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ CATCH_UP_S = 30.0  # how long a new owner waits for the increments a handover re
 POLL_MS = 200
 
 
-def items_topic(topic: str) -> str:
-    return f"{topic}.items"
+def items_topic(group: str, topic: str) -> str:
+    """The deployment's increments: per consumer group, as Faust names its tables' changelogs
+    (two groups reading one topic are two deployments, each with its own model)."""
+    return f"{group}-{topic}-items"
 
 
-def changelog_topic(topic: str) -> str:
-    return f"{topic}.changelog"
+def changelog_topic(group: str, topic: str) -> str:
+    return f"{group}-{topic}-changelog"
 
 
 class Handover:
@@ -81,8 +84,8 @@ class Sharing:
         self.settings = settings
         self.processor = processor
         self.worker = worker
-        self.items = items_topic(settings.topic)
-        self.changelog = changelog_topic(settings.topic)
+        self.items = items_topic(settings.group, settings.topic)
+        self.changelog = changelog_topic(settings.group, settings.topic)
         self.options = client_options(settings)
         # .items partition -> next offset to read; restored from the store's checkpoint.
         self.read: dict[int, int] = {}
