@@ -11,7 +11,10 @@ import re
 
 import pytest
 
+from engine.settings import Settings
 from engine.sources.broker import free_port
+from engine.sources.producer import send_messages
+from tests.support.api import get_or_none
 from tests.support.command_jobs import (
     FAUST_HOST,
     FAUST_TOPIC,
@@ -22,7 +25,8 @@ from tests.support.command_jobs import (
     needs,
     synthetic_counts,
 )
-from tests.support.commands import command_env, engine, one_line
+from tests.support.commands import command_env, engine, one_line, shell_env
+from tests.support.messages import message
 from tests.support.rating_files import (
     MOVIES_CSV_NAMES,
     MOVIES_DAT_NAMES,
@@ -32,8 +36,9 @@ from tests.support.rating_files import (
     U_ITEM_NAMES,
     expected_replay,
 )
-from tests.support.readme import covers, status_keys
+from tests.support.readme import covers, readme_commands_like, runs_readme, status_keys
 from tests.support.stores import write_deployment
+from tests.support.workers import Worker, wait_for
 
 # The slow commands (tests/support/command_jobs.py) start with the first test of the
 # test_commands_* modules, whichever runs first.
@@ -261,3 +266,68 @@ def test_status_of_a_store_without_a_checkpoint_says_so_in_one_line(
     result = engine("status", "--db", db, env=command_env(), cwd=tmp_path)
     assert result.returncode == 1 and result.stdout == ""
     assert str(db) in one_line(result.stderr)
+
+
+@pytest.mark.integration
+@runs_readme(r"^python -m engine worker --web-port 6067")
+def test_a_second_worker_joins_as_the_readme_shows(broker, tmp_path):
+    """The README's line, from a fresh folder beside a first worker: both work, status adds them."""
+    line = readme_commands_like(r"^python -m engine worker --web-port 6067")[0]
+    settings = {
+        "RECO_BROKER": broker.url,
+        "RECO_TOPIC": "events-second-worker",
+        "RECO_GROUP": "group-second-worker",
+        "RECO_CHECKPOINT_INTERVAL": 1,
+    }
+    first_port = free_port()
+    workers = [
+        Worker(
+            command_env(**settings, RECO_WEB_PORT=first_port),
+            tmp_path / "worker-1.log",
+            cwd=tmp_path,
+        ),
+        Worker(
+            shell_env(**settings),
+            tmp_path / "worker-2.log",
+            command=["bash", "-c", f"exec {line}"],
+            cwd=tmp_path,
+        ),
+    ]
+    apis = [f"http://127.0.0.1:{port}" for port in (first_port, 6067)]
+    try:
+        for worker in workers:
+            worker.start()
+        wait_for(
+            lambda: (
+                all(get_or_none(f"{api}/health")[1] for api in apis)
+                and all(get_or_none(f"{api}/health")[1]["partitions"] for api in apis)
+            ),
+            120,
+            "both workers to own partitions",
+        )
+        events = [message(f"u{n % 40}", f"i{n % 25}") for n in range(400)]
+        asyncio.run(
+            send_messages(
+                events,
+                broker=broker.url,
+                topic=settings["RECO_TOPIC"],
+                partitions=Settings().partitions,
+            )
+        )
+        stores = "data/reco.db,data/worker-2.db"
+
+        def counted() -> dict | None:
+            done = engine("status", "--db", stores, env=command_env(), cwd=tmp_path)
+            if done.returncode != 0:
+                return None
+            figures = json.loads(done.stdout)
+            return figures if figures["received"] == len(events) else None
+
+        figures = wait_for(counted, 60, "status over both stores to count every event")
+        assert len(figures["workers"]) == 2
+        assert all(w["received"] for w in figures["workers"]), figures["workers"]
+        for worker in workers:
+            assert worker.terminate() == 0, worker.output()[-3000:]
+    finally:
+        for worker in workers:
+            worker.stop_quietly()
