@@ -209,6 +209,8 @@ _SQL_FRAGMENTS = {
     "group",
     "WAL_SIZE_LIMIT",
     "BUSY_TIMEOUT_MS",
+    "PARTITIONS",  # the partition rows' table name, a constant
+    "_PARTITION_COLUMNS",  # their column list, a constant
 }
 _SQL_CALLS = {"execute", "executemany", "executescript", "query"}
 

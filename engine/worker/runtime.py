@@ -25,6 +25,11 @@ from storage import CheckpointWrite, IntervalMetrics
 
 log = logging.getLogger(__name__)
 
+# Seconds a checkpoint waits for Kafka to take its increments and handover; what
+# it does not take goes again with the next one (a broker outage must not stop
+# checkpoints to the store).
+SEND_S = 5.0
+
 
 def check_model(settings: Settings) -> None:
     """Build the configured model once, empty; SettingsError naming RECO_MODEL_PARAMS if it fails.
@@ -190,11 +195,15 @@ class EngineRuntime:
         async with self._checkpointing:
             self.process_held()
             shared = self.processor.drain_shared()
-            if shared:
-                try:
-                    await self.sharing.send(shared, {}, [])
-                except Exception as exc:
-                    log.debug("increments not sent yet (%r); they go with the next send", exc)
+            if not shared:
+                return
+            if self.broker.stalled_since is not None:
+                self.sharing.defer(shared, {})
+                return
+            try:
+                await asyncio.wait_for(self.sharing.send(shared, {}, []), SEND_S)
+            except Exception as exc:  # the timeout included
+                log.debug("increments not sent yet (%r); they go with the next send", exc)
 
     async def take_partitions(self, assigned: list[int]) -> None:
         """Own ``assigned`` from now on: let the others go, continue new ones from their handover.
@@ -449,9 +458,12 @@ class EngineRuntime:
         if outbox is None or self.sharing is None:
             return
         shared, users = outbox
+        if self.broker.stalled_since is not None:
+            self.sharing.defer(shared, users)  # sent with the first checkpoint after it is back
+            return
         try:
-            await self.sharing.send(shared, users, write.partitions)
-        except Exception as exc:
+            await asyncio.wait_for(self.sharing.send(shared, users, write.partitions), SEND_S)
+        except Exception as exc:  # the timeout included: the next checkpoint sends them again
             log.warning("could not send the checkpoint's handover to Kafka (%r); retrying", exc)
 
     async def final_checkpoint(self, timeout: float) -> None:
@@ -470,7 +482,11 @@ class EngineRuntime:
                 except TimeoutError:
                     log.warning("the handover did not reach Kafka in %.0f s", timeout)
                 self._sharing_task.cancel()
-                await self.sharing.stop()
+                if self.broker.stalled_since is None:  # closing waits for a broker that is gone
+                    try:
+                        await asyncio.wait_for(self.sharing.stop(), timeout)
+                    except TimeoutError:
+                        log.warning("the Kafka clients of the deployment's topics did not close")
         finally:
             if acquired:
                 lock.release()  # a checkpoint waiting for it finds the store closed

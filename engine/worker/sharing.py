@@ -192,16 +192,7 @@ class Sharing:
         Raises if the broker does not take them; they are kept and go first
         with the next call.
         """
-        increments = [
-            (self.items, p, None, json.dumps({"p": p, "e": events[i : i + EVENTS_PER_MESSAGE]}))
-            for p, events in sorted(shared.items())
-            for i in range(0, len(events), EVENTS_PER_MESSAGE)
-        ]
-        changes = [
-            (self.changelog, p, USER_PREFIX + user.encode(), json.dumps({"items": items}))
-            for p, handovers in sorted(users.items())
-            for user, items in handovers
-        ]
+        increments, changes = self._increments(shared), self._changes(users)
         records = [
             (
                 self.changelog,
@@ -218,18 +209,40 @@ class Sharing:
             )
             for state in states
         ]
-        batch = self._unsent + [
-            (topic, p, key, value.encode()) for topic, p, key, value in increments + changes
-        ]
+        batch = self._unsent + self._encode(increments + changes)
         self._unsent = []
         try:
             await self._send_all(batch)
-        except Exception:
+        except BaseException:  # a timeout cancels it too
             self._unsent = batch  # sent again (each counts once) before the next ones
             raise
         # Only once the increments and users are acknowledged: a partition's record says
         # they are there. One that fails is sent anew, newer, at the next checkpoint.
-        await self._send_all([(t, p, k, v.encode()) for t, p, k, v in records])
+        await self._send_all(self._encode(records))
+
+    def _increments(self, shared: dict[int, list[SharedEvent]]) -> list:
+        return [
+            (self.items, p, None, json.dumps({"p": p, "e": events[i : i + EVENTS_PER_MESSAGE]}))
+            for p, events in sorted(shared.items())
+            for i in range(0, len(events), EVENTS_PER_MESSAGE)
+        ]
+
+    def _changes(self, users: dict[int, list[UserHandover]]) -> list:
+        return [
+            (self.changelog, p, USER_PREFIX + user.encode(), json.dumps({"items": items}))
+            for p, handovers in sorted(users.items())
+            for user, items in handovers
+        ]
+
+    def defer(
+        self, shared: dict[int, list[SharedEvent]], users: dict[int, list[UserHandover]]
+    ) -> None:
+        """Keep increments and users for the next send (the broker is unreachable now)."""
+        self._unsent += self._encode(self._increments(shared) + self._changes(users))
+
+    @staticmethod
+    def _encode(messages: list) -> list[tuple[str, int, bytes | None, bytes]]:
+        return [(topic, p, key, value.encode()) for topic, p, key, value in messages]
 
     async def _send_all(self, messages: list[tuple[str, int, bytes | None, bytes]]) -> None:
         producer = self._producer
