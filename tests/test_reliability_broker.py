@@ -165,9 +165,9 @@ def test_resume_positions_rebase_onto_a_recreated_or_truncated_topic(tmp_path, c
 
 
 def test_the_broker_watch_reports_an_outage_once_with_its_start(caplog):
-    from engine.worker.runtime import BrokerWatch
+    from engine.worker.broker_watch import BrokerWatch
 
-    caplog.set_level("INFO", logger="engine.worker.runtime")
+    caplog.set_level("INFO", logger="engine.worker.broker_watch")
     watch = BrokerWatch("kafka://127.0.0.1:1")
     watch.record(True, now=100.0)
     assert (watch.connected, watch.stalled_since) == (True, None)

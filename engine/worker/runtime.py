@@ -13,8 +13,8 @@ from engine.kernels import warm_up
 from engine.models.registry import DEFAULT_PARAMS, Recommender
 from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.settings import Settings, SettingsError
-from engine.sources.broker import is_reachable
 from engine.sources.kafka import client_options
+from engine.worker.broker_watch import BrokerWatch
 from engine.worker.checkpointer import Checkpointer, CheckpointFailed
 from engine.worker.clicks import ClickLog
 from engine.worker.dead_letters import DeadLetters
@@ -49,41 +49,6 @@ def check_model(settings: Settings) -> None:
             f"RECO_MODEL_PARAMS={json.dumps(params)} is not valid: {why} "
             f"(its parameters: {takes}; RECO_MODEL chooses the model)"
         ) from None
-
-
-class BrokerWatch:
-    """Whether the broker accepts connections, and since when it has not (Unix seconds)."""
-
-    def __init__(self, broker_url: str):
-        self.broker_url = broker_url
-        self.connected: bool | None = None
-        self.stalled_since: float | None = None
-
-    async def check(self) -> bool:
-        """Probe the broker's bootstrap addresses (off the event loop); log changes."""
-        reachable = await asyncio.get_running_loop().run_in_executor(
-            None, is_reachable, self.broker_url
-        )
-        self.record(reachable)
-        return reachable
-
-    def record(self, reachable: bool, now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        if reachable and self.stalled_since is not None:
-            log.info(
-                "broker at %s is reachable again after %.0f s; resuming",
-                self.broker_url,
-                now - self.stalled_since,
-            )
-            self.stalled_since = None
-        elif not reachable and self.stalled_since is None:
-            self.stalled_since = now
-            log.warning(
-                "broker at %s is unreachable; keeping the model and retrying "
-                "(checkpoints go on, marked as stalled)",
-                self.broker_url,
-            )
-        self.connected = reachable
 
 
 class EngineRuntime:
