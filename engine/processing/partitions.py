@@ -128,6 +128,7 @@ class PartitionShare:
         self.replayed += 1
 
     def _register_counts(self) -> None:
+        """Give the baseline a count for every item registered (ids may come ahead: bench model)."""
         popularity, n_items = self.popularity, self.recommender.n_items
         while popularity.n < n_items:
             popularity.register()

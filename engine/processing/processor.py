@@ -212,9 +212,7 @@ class StreamProcessor(CheckpointCapture, PartitionShare):
         user = rec.register_user(event.user)
         item = rec.register_item(event.item)
         n_items = len(rec.item_ids)
-        popularity = self.popularity
-        while popularity.n < n_items:  # ids may be registered ahead (bench model)
-            popularity.register()
+        self._register_counts()
         if evaluate is None:
             fraction = self._eval_fraction
             evaluate = fraction >= 1.0 or sampled(self.config.seed, seq, fraction)
@@ -276,6 +274,7 @@ class StreamProcessor(CheckpointCapture, PartitionShare):
             timings.evaluations += 1
             self._count_ranks(greater, ties, candidates, popular_greater, popular_ties)
         rec = self.recommender
+        shared = self._shared_rows(1)
         if rec.observe_run is not None:
             # A run of one event, in arrays kept for it: what is timed is then
             # the compiled call (which also counts the event for the baseline
@@ -283,11 +282,9 @@ class StreamProcessor(CheckpointCapture, PartitionShare):
             one = self._one_event
             for array, value in zip(one, (user, item, rec.n_items, False, time_, seq), strict=True):
                 array[0] = value
-            shared = self._shared_rows(1)
             started = time.perf_counter()
             rec.observe_run(*one, self.history, self.popularity, shared)
         else:
-            shared = self._shared_rows(1)
             started = time.perf_counter()
             rec.learn_one(user, item)
             self.popularity.add(item)

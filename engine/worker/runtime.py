@@ -160,15 +160,8 @@ class EngineRuntime:
         async with self._checkpointing:
             self.process_held()
             shared = self.processor.drain_shared()
-            if not shared:
-                return
-            if self.broker.stalled_since is not None:
-                self.sharing.defer(shared, {})
-                return
-            try:
-                await asyncio.wait_for(self.sharing.send(shared, {}, []), SEND_S)
-            except Exception as exc:  # the timeout included
-                log.debug("increments not sent yet (%r); they go with the next send", exc)
+            if shared:
+                await self._send(shared, {}, [])
 
     async def take_partitions(self, assigned: list[int]) -> None:
         """Own ``assigned`` from now on: let the others go, continue new ones from their handover.
@@ -357,7 +350,8 @@ class EngineRuntime:
             return
         write, outbox = self._snapshot(lag)  # with what arrived during the probe
         stored = self.checkpointer.submit(write)
-        await self._send(write, outbox)
+        if outbox is not None:
+            await self._send(*outbox, write.partitions)
         try:
             checkpoint_id = await stored
         except CheckpointFailed:
@@ -418,18 +412,16 @@ class EngineRuntime:
         write.stalled_since = self.broker.stalled_since
         return write, outbox
 
-    async def _send(self, write: CheckpointWrite, outbox: tuple | None) -> None:
-        """Send a checkpoint's increments and handovers to the deployment's topics."""
-        if outbox is None or self.sharing is None:
-            return
-        shared, users = outbox
+    async def _send(self, shared: dict, users: dict, states: list) -> None:
+        """Send increments, users and partition records to the deployment's topics (at most
+        SEND_S seconds); while the broker is unreachable, keep them for the next send."""
         if self.broker.stalled_since is not None:
-            self.sharing.defer(shared, users)  # sent with the first checkpoint after it is back
+            self.sharing.defer(shared, users)
             return
         try:
-            await asyncio.wait_for(self.sharing.send(shared, users, write.partitions), SEND_S)
-        except Exception as exc:  # the timeout included: the next checkpoint sends them again
-            log.warning("could not send the checkpoint's handover to Kafka (%r); retrying", exc)
+            await asyncio.wait_for(self.sharing.send(shared, users, states), SEND_S)
+        except Exception as exc:  # the timeout included: the next send takes them again
+            log.warning("could not send increments and handovers to Kafka (%r); retrying", exc)
 
     async def final_checkpoint(self, timeout: float) -> None:
         """The last checkpoint, to the store, then (for at most ``timeout`` s) to Kafka; close."""
@@ -443,7 +435,7 @@ class EngineRuntime:
             self._write_final(write)
             if self.sharing is not None:
                 try:
-                    await asyncio.wait_for(self._send(write, outbox), timeout)
+                    await asyncio.wait_for(self._send(*outbox, write.partitions), timeout)
                 except TimeoutError:
                     log.warning("the handover did not reach Kafka in %.0f s", timeout)
                 self._sharing_task.cancel()

@@ -42,6 +42,12 @@ USER_PREFIX = b"u:"
 CATCH_UP_S = 30.0  # how long a new owner waits for the increments a handover relies on
 POLL_MS = 200
 
+Message = tuple[str, int, bytes | None, bytes]  # (topic, partition, key, value)
+
+
+def _json(value) -> bytes:
+    return json.dumps(value).encode()
+
 
 def items_topic(group: str, topic: str) -> str:
     """The deployment's increments: per consumer group, as Faust names its tables' changelogs
@@ -92,7 +98,7 @@ class Sharing:
         self.partitions = 0
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
-        self._unsent: list[tuple[str, int, bytes | None, bytes]] = []  # kept for the next send
+        self._unsent: list[Message] = []  # kept for the next send
 
     async def start(self) -> None:
         """Create the topics (as many partitions as the events topic) and connect."""
@@ -192,13 +198,12 @@ class Sharing:
         Raises if the broker does not take them; they are kept and go first
         with the next call.
         """
-        increments, changes = self._increments(shared), self._changes(users)
         records = [
             (
                 self.changelog,
                 state.partition,
                 PARTITION_KEY,
-                json.dumps(
+                _json(
                     {
                         "offset": state.offset,
                         "totals": vars(state.totals),
@@ -209,7 +214,7 @@ class Sharing:
             )
             for state in states
         ]
-        batch = self._unsent + self._encode(increments + changes)
+        batch = self._unsent + self._increments(shared) + self._changes(users)
         self._unsent = []
         try:
             await self._send_all(batch)
@@ -218,18 +223,18 @@ class Sharing:
             raise
         # Only once the increments and users are acknowledged: a partition's record says
         # they are there. One that fails is sent anew, newer, at the next checkpoint.
-        await self._send_all(self._encode(records))
+        await self._send_all(records)
 
-    def _increments(self, shared: dict[int, list[SharedEvent]]) -> list:
+    def _increments(self, shared: dict[int, list[SharedEvent]]) -> list[Message]:
         return [
-            (self.items, p, None, json.dumps({"p": p, "e": events[i : i + EVENTS_PER_MESSAGE]}))
+            (self.items, p, None, _json({"p": p, "e": events[i : i + EVENTS_PER_MESSAGE]}))
             for p, events in sorted(shared.items())
             for i in range(0, len(events), EVENTS_PER_MESSAGE)
         ]
 
-    def _changes(self, users: dict[int, list[UserHandover]]) -> list:
+    def _changes(self, users: dict[int, list[UserHandover]]) -> list[Message]:
         return [
-            (self.changelog, p, USER_PREFIX + user.encode(), json.dumps({"items": items}))
+            (self.changelog, p, USER_PREFIX + user.encode(), _json({"items": items}))
             for p, handovers in sorted(users.items())
             for user, items in handovers
         ]
@@ -238,13 +243,9 @@ class Sharing:
         self, shared: dict[int, list[SharedEvent]], users: dict[int, list[UserHandover]]
     ) -> None:
         """Keep increments and users for the next send (the broker is unreachable now)."""
-        self._unsent += self._encode(self._increments(shared) + self._changes(users))
+        self._unsent += self._increments(shared) + self._changes(users)
 
-    @staticmethod
-    def _encode(messages: list) -> list[tuple[str, int, bytes | None, bytes]]:
-        return [(topic, p, key, value.encode()) for topic, p, key, value in messages]
-
-    async def _send_all(self, messages: list[tuple[str, int, bytes | None, bytes]]) -> None:
+    async def _send_all(self, messages: list[Message]) -> None:
         producer = self._producer
         if producer is None or not messages:
             return
