@@ -46,9 +46,9 @@ import numpy as np
 from aiokafka.partitioner import murmur2
 
 from engine.evaluation.prequential import Draws
-from engine.evaluation.replay import DEFAULT_SEED, Protocol, split_points
+from engine.evaluation.replay import DEFAULT_SEED, Protocol, protocol_processor, split_points
 from engine.models.features import FeatureTable
-from engine.processing.processor import ProcessorConfig, StreamProcessor
+from engine.processing.processor import StreamProcessor
 from engine.sources.events import Interaction
 from engine.sources.progress import Progress
 
@@ -117,19 +117,7 @@ def simulate(
     started = time.perf_counter()
     draws = Draws(seed + 1)
     workers = [
-        StreamProcessor(
-            ProcessorConfig(
-                model=model,
-                model_params=params,
-                min_rating=protocol.min_rating,
-                history_limit=len(events) + 1,
-                panel_size=0,
-                seed=seed,
-                top_n=protocol.n,
-            ),
-            features=features,
-            draws=draws,
-        )
+        protocol_processor(events, model, protocol, params, seed, features, draws)
         for _ in range(deployment.workers)
     ]
     for worker in workers:

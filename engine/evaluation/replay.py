@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from engine.evaluation.prequential import Draws
 from engine.models.features import FeatureTable, read_features
 from engine.processing.processor import ProcessorConfig, StreamProcessor
 from engine.sources.events import Interaction
@@ -68,6 +69,32 @@ def split_points(n_events: int, protocol: Protocol) -> tuple[int, int]:
     return pretrain_end, pretrain_end + int(n_events * protocol.holdout)
 
 
+def protocol_processor(
+    events: Sequence[Interaction],
+    model: str,
+    protocol: Protocol,
+    params: dict | None,
+    seed: int,
+    features: FeatureTable | None,
+    draws: Draws | None = None,
+) -> StreamProcessor:
+    """The engine's processor as the protocol runs it over ``events``."""
+    return StreamProcessor(
+        ProcessorConfig(
+            model=model,
+            model_params=params,
+            min_rating=protocol.min_rating,
+            # Known items are every item the user ever liked: no bound in an evaluation.
+            history_limit=len(events) + 1,
+            panel_size=0,
+            seed=seed,
+            top_n=protocol.n,
+        ),
+        features=features,
+        draws=draws,
+    )
+
+
 def replay(
     events: Sequence[Interaction],
     model: str,
@@ -82,19 +109,7 @@ def replay(
     ``progress`` None shows a progress line on standard error when it is a terminal.
     """
     started = time.perf_counter()
-    processor = StreamProcessor(
-        ProcessorConfig(
-            model=model,
-            model_params=params,
-            min_rating=protocol.min_rating,
-            # Known items are every item the user ever liked: no bound in an evaluation.
-            history_limit=len(events) + 1,
-            panel_size=0,
-            seed=seed,
-            top_n=protocol.n,
-        ),
-        features=features,
-    )
+    processor = protocol_processor(events, model, protocol, params, seed, features)
     pretrain_end, holdout_end = split_points(len(events), protocol)
     bar = Progress(len(events) + (protocol.epochs - 1) * pretrain_end, enabled=progress)
     _observe(processor, events[:pretrain_end], False, bar)
