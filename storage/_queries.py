@@ -260,6 +260,19 @@ def score_rule(conn: sqlite3.Connection, checkpoint_id: int) -> str:
     ).fetchone()[0]
 
 
+def checkpoint_span(conn: sqlite3.Connection, table: str, since: float) -> tuple | None:
+    """(first time, last time, checkpoints) of ``table``'s per-checkpoint rows with ``time >=
+    since``; None when there are none, or no such table (a store not migrated yet)."""
+    if not _has_table(conn, table):
+        return None
+    first, last, count = conn.execute(
+        f"SELECT MIN(time), MAX(time), COUNT(DISTINCT checkpoint_id) FROM {table} "  # noqa: S608
+        "WHERE time >= ?",
+        [since],
+    ).fetchone()
+    return (first, last, count) if count else None
+
+
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [name]).fetchone() is not None
 

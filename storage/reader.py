@@ -102,18 +102,10 @@ class StoreReader:
         buckets, as in ``metrics``. Empty for a store without impressions.
         """
         with self._read() as conn:
-            if not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'online_metrics'"
-            ).fetchone():
-                return []  # a store the engine has not migrated yet
-            first, last, count = conn.execute(
-                "SELECT MIN(time), MAX(time), COUNT(DISTINCT checkpoint_id) FROM online_metrics "
-                "WHERE time >= ?",
-                [since],
-            ).fetchone()
-            if not count:
+            span = queries.checkpoint_span(conn, "online_metrics", since)
+            if span is None:
                 return []
-            group, params = _time_buckets(since, first, last, count, max_points, "checkpoint_id")
+            group, params = _time_buckets(since, *span, max_points, "checkpoint_id")
             rows = conn.execute(
                 f"""SELECT MAX(time), SUM(interval_s), variant, SUM(impressions), SUM(clicks)
                     FROM online_metrics WHERE time >= ?
@@ -142,18 +134,10 @@ class StoreReader:
         if max_points < 2:
             raise ValueError(f"max_points must be at least 2, got {max_points}")
         with self._read() as conn:
-            if not conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE name = 'checkpoint_partitions'"
-            ).fetchone():
+            span = queries.checkpoint_span(conn, queries.PARTITIONS, since)
+            if span is None:
                 return []
-            first, last, count = conn.execute(
-                "SELECT MIN(time), MAX(time), COUNT(DISTINCT checkpoint_id) "
-                "FROM checkpoint_partitions WHERE time >= ?",
-                [since],
-            ).fetchone()
-            if not count:
-                return []
-            group, params = _time_buckets(since, first, last, count, max_points, "checkpoint_id")
+            group, params = _time_buckets(since, *span, max_points, "checkpoint_id")
             rows = conn.execute(
                 f"""SELECT MAX(time), MAX(checkpoint_id), MAX(worker), partition, MAX("offset"),
                            MAX(received), MAX(accepted), MAX(positive), MAX(rejected),
