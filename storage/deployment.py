@@ -12,7 +12,7 @@ adds its latest checkpoint's totals, as a lone store always did.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from storage.errors import NoCheckpoint, StoreListError
@@ -165,11 +165,11 @@ class Deployment:
     @property
     def recall_at_10(self) -> float | None:
         """Prequential recall@10 of the deployment: its hits over its evaluated events."""
-        return _ratio(self.totals.model_hits, self.totals.evaluated)
+        return self.totals.recall_at_10
 
     @property
     def popular_recall_at_10(self) -> float | None:
-        return _ratio(self.totals.popular_hits, self.totals.evaluated)
+        return self.totals.popular_recall_at_10
 
     @property
     def lag(self) -> int | None:
@@ -200,7 +200,7 @@ def read_deployment(paths: Sequence[str | Path]) -> Deployment:
         owned = {p.partition for p in checkpoint.partitions}
         workers.append(WorkerView(str(path), checkpoint.worker, checkpoint, bool(points)))
         if not points:
-            totals = _add(totals, checkpoint.totals)
+            totals = totals.plus(checkpoint.totals)
         for point in points:
             state = point.state
             known = best.get(state.partition)
@@ -211,13 +211,5 @@ def read_deployment(paths: Sequence[str | Path]) -> Deployment:
         raise NoCheckpoint(f"no checkpoint in {', '.join(waiting)} yet; start {who} with ./run.sh")
     partitions = [best[p] for p in sorted(best)]
     for view in partitions:
-        totals = _add(totals, view.totals)
+        totals = totals.plus(view.totals)
     return Deployment(workers=workers, partitions=partitions, totals=totals, waiting=waiting)
-
-
-def _add(a: Totals, b: Totals) -> Totals:
-    return Totals(**{f.name: getattr(a, f.name) + getattr(b, f.name) for f in fields(Totals)})
-
-
-def _ratio(hits: int, total: int) -> float | None:
-    return hits / total if total else None

@@ -90,6 +90,21 @@ class Totals:
             **{f.name: getattr(self, f.name) - getattr(start, f.name) for f in fields(Totals)}
         )
 
+    def plus(self, other: Totals) -> Totals:
+        """These counts and ``other``'s together (two partitions', two workers')."""
+        return Totals(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(Totals)}
+        )
+
+    @property
+    def recall_at_10(self) -> float | None:
+        """Prequential recall@10 of the model: hits over evaluated events (None before any)."""
+        return _ratio(self.model_hits, self.evaluated)
+
+    @property
+    def popular_recall_at_10(self) -> float | None:
+        return _ratio(self.popular_hits, self.evaluated)
+
 
 @dataclass
 class PartitionState:
@@ -233,11 +248,11 @@ class Checkpoint:
 
     @property
     def recall_at_10(self) -> float | None:
-        return _ratio(self.totals.model_hits, self.totals.evaluated)
+        return self.totals.recall_at_10
 
     @property
     def popular_recall_at_10(self) -> float | None:
-        return _ratio(self.totals.popular_hits, self.totals.evaluated)
+        return self.totals.popular_recall_at_10
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,7 @@ def test_two_workers_hold_the_item_statistics_of_one(exchange_every):
     summed = Totals()
     for worker in workers:
         for counts in worker.partition_totals.values():
-            for name, value in vars(counts).items():
-                setattr(summed, name, getattr(summed, name) + value)
+            summed = summed.plus(counts)
     assert (summed.received, summed.accepted, summed.positive, summed.rejected) == (
         single.totals.received,
         single.totals.accepted,
